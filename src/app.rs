@@ -1,0 +1,168 @@
+//! The HTTP surface the Functions host talks to: the readiness probe, invocation-mode
+//! envelopes and forwarded/proxied requests, all funnelled into [`run_function`], which
+//! authenticates, applies the method rules and calls the business handler.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::routing::any;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use tracing::info;
+
+use crate::auth::Authenticator;
+use crate::error::AuthError;
+use crate::functions::{self, FunctionRequest, Handler};
+use crate::layout::AppLayout;
+use crate::protocol::invocation;
+
+/// Everything a request needs, built once at start-up.
+#[derive(Debug)]
+pub struct AppState {
+    /// Token verification.
+    pub auth: Authenticator,
+    /// Routes and modes from host.json / function.json.
+    pub layout: AppLayout,
+    /// Business handlers, index-aligned with `layout.functions`.
+    pub handlers: Vec<Handler>,
+    /// Largest request body (or invocation envelope) read.
+    pub max_body_bytes: usize,
+}
+
+/// A function folder with no handler compiled into this binary.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}/function.json: function \"{name}\" has no handler in this binary (known: {known})")]
+pub struct UnknownFunction {
+    /// The function's folder name.
+    pub name: String,
+    /// Functions the binary implements.
+    pub known: String,
+}
+
+impl AppState {
+    /// Pairs every discovered function with its handler from [`functions::registry`].
+    pub fn new(auth: Authenticator, layout: AppLayout, max_body_bytes: usize) -> Result<Self, UnknownFunction> {
+        let registry = functions::registry();
+        let handlers = layout
+            .functions
+            .iter()
+            .map(|f| {
+                registry.iter().find(|(name, _)| name.eq_ignore_ascii_case(&f.name)).map(|(_, h)| *h).ok_or_else(|| {
+                    UnknownFunction {
+                        name: f.name.clone(),
+                        known: registry.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { auth, layout, handlers, max_body_bytes })
+    }
+}
+
+/// The outcome of one authentication decision, attached to responses so the invocation
+/// adapter can copy it into the host's `Logs`.
+#[derive(Debug, Clone)]
+pub struct Decision(pub String);
+
+/// The router: `GET /` readiness, everything else routed by [`AppLayout`].
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new().route("/", any(ready)).fallback(route).with_state(state)
+}
+
+/// Readiness probe and health ping: answered at once, no auth, no I/O.
+async fn ready() -> &'static str {
+    "OK"
+}
+
+async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response<Body> {
+    let path = request.uri().path();
+    if request.method() == Method::POST
+        && let Some(index) = state.layout.invocation_target(path)
+    {
+        return invocation::handle(&state, index, request).await;
+    }
+    if let Some(index) = state.layout.route_target(path) {
+        let (parts, body) = request.into_parts();
+        return run_function(&state, index, parts, body).await;
+    }
+    plain(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A plain-text response.
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Runs function `index` for a request in standard `http` form, whichever protocol mode
+/// brought it: method check, authentication, then the business handler. The body is only
+/// read once the caller is authenticated.
+pub async fn run_function(state: &AppState, index: usize, parts: http::request::Parts, body: Body) -> Response<Body> {
+    let spec = &state.layout.functions[index];
+    if let Some(methods) = &spec.methods
+        && !methods.contains(&parts.method)
+    {
+        // Includes CORS preflights (OPTIONS): the business handler never runs unauthenticated.
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        if let Ok(allow) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        return response;
+    }
+
+    let started = Instant::now();
+    let claims = match state.auth.authenticate(&parts.headers).await {
+        Ok(claims) => claims,
+        Err(error) => return deny(state, &spec.name, error, started),
+    };
+    let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    };
+    let client = claims.client_id().unwrap_or("-").to_owned();
+    let subject = claims.subject().unwrap_or("-").to_owned();
+    let kid = claims.key_id().unwrap_or("-").to_owned();
+    let issuer = claims.issuer().to_owned();
+    let handler = state.handlers[index];
+    let mut response = handler(FunctionRequest { parts, body, claims }).await;
+    let duration_us = started.elapsed().as_micros() as u64;
+    info!(
+        function = %spec.name,
+        outcome = "allowed",
+        status = response.status().as_u16(),
+        auth.reason = "valid token",
+        client_id = %client,
+        sub = %subject,
+        kid = %kid,
+        iss = %issuer,
+        duration_us,
+        "auth decision"
+    );
+    response.extensions_mut().insert(Decision(format!(
+        "auth decision: function={} outcome=allowed client_id={client} sub={subject} kid={kid}",
+        spec.name
+    )));
+    response
+}
+
+fn deny(state: &AppState, function: &str, error: AuthError, started: Instant) -> Response<Body> {
+    let status = error.status().as_u16();
+    let reason = error.reason();
+    info!(
+        function = %function,
+        outcome = "denied",
+        status,
+        auth.reason = %reason,
+        duration_us = started.elapsed().as_micros() as u64,
+        "auth decision"
+    );
+    let mut response = error.into_response(state.auth.realm(), state.auth.retry_after_secs());
+    response
+        .extensions_mut()
+        .insert(Decision(format!("auth decision: function={function} outcome=denied status={status} reason={reason}")));
+    response
+}

@@ -1,0 +1,130 @@
+//! Verified claims handed to business handlers: the standard fields typed, the rest raw.
+
+use serde_json::{Map, Value};
+
+/// The claims of a token whose signature and registered claims were verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    issuer: String,
+    subject: Option<String>,
+    audiences: Vec<String>,
+    expires_at: i64,
+    key_id: Option<String>,
+    scopes: Vec<String>,
+    permissions: Vec<String>,
+    raw: Map<String, Value>,
+}
+
+impl Claims {
+    /// Builds claims from a verified payload. Callers have already checked `iss`, `aud`
+    /// and `exp`; the lists are read leniently (unknown shapes give empty lists).
+    pub(crate) fn from_verified(
+        issuer: String,
+        audiences: Vec<String>,
+        expires_at: i64,
+        key_id: Option<String>,
+        raw: Map<String, Value>,
+    ) -> Self {
+        let subject = raw.get("sub").and_then(Value::as_str).map(str::to_owned);
+        // Auth0 and RFC 9068 use `scope`; Entra ID uses `scp`. Both are space-separated.
+        let scopes = ["scope", "scp"]
+            .iter()
+            .filter_map(|name| raw.get(*name))
+            .flat_map(|v| match v {
+                Value::String(s) => s.split_whitespace().map(str::to_owned).collect::<Vec<_>>(),
+                Value::Array(items) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        // Auth0 RBAC puts `permissions`; Entra ID app roles arrive as `roles`.
+        let permissions = ["permissions", "roles"]
+            .iter()
+            .filter_map(|name| raw.get(*name).and_then(Value::as_array))
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        Self { issuer, subject, audiences, expires_at, key_id, scopes, permissions, raw }
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `sub`, when present.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// `aud`, as a list.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// `exp`, seconds since the Unix epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    /// The `kid` of the key that verified the token.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
+    /// The client the token was issued to: `azp`, else `client_id`, else Entra's `appid`.
+    pub fn client_id(&self) -> Option<&str> {
+        ["azp", "client_id", "appid"].iter().find_map(|name| self.raw.get(*name).and_then(Value::as_str))
+    }
+
+    /// True for machine-to-machine tokens (`gty: client-credentials`, Auth0's marker).
+    pub fn is_client_credentials(&self) -> bool {
+        self.raw.get("gty").and_then(Value::as_str) == Some("client-credentials")
+    }
+
+    /// Scopes from `scope` / `scp`.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Permissions from `permissions` (Auth0 RBAC) and `roles` (Entra ID).
+    pub fn permissions(&self) -> &[String] {
+        &self.permissions
+    }
+
+    /// Every claim, as sent.
+    pub fn raw(&self) -> &Map<String, Value> {
+        &self.raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(raw: Value) -> Claims {
+        let Value::Object(map) = raw else { panic!("object expected") };
+        Claims::from_verified("https://i/".into(), vec!["a".into()], 1, None, map)
+    }
+
+    #[test]
+    fn scopes_and_permissions_are_read_from_auth0_and_entra_shapes() {
+        let c = claims(json!({"scope": "read:a  write:a", "permissions": ["p1", 2, "p2"], "sub": "s"}));
+        assert_eq!(c.scopes(), ["read:a", "write:a"]);
+        assert_eq!(c.permissions(), ["p1", "p2"]);
+        assert_eq!(c.subject(), Some("s"));
+        let e = claims(json!({"scp": "User.Read", "roles": ["Admin"], "appid": "app"}));
+        assert_eq!(e.scopes(), ["User.Read"]);
+        assert_eq!(e.permissions(), ["Admin"]);
+        assert_eq!(e.client_id(), Some("app"));
+    }
+
+    #[test]
+    fn client_id_prefers_azp_and_detects_client_credentials() {
+        let c = claims(json!({"azp": "x", "client_id": "y", "gty": "client-credentials"}));
+        assert_eq!(c.client_id(), Some("x"));
+        assert!(c.is_client_credentials());
+        assert!(!claims(json!({})).is_client_credentials());
+    }
+}

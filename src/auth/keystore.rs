@@ -1,0 +1,375 @@
+//! One issuer's signing keys: fetched in the background, cached, refetched (single-flight,
+//! rate-limited) when a token names an unknown `kid`, served stale for a bounded time while
+//! the provider is down, then failing closed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde::Deserialize;
+use tracing::{debug, info, warn};
+
+use super::keys::{KeyPolicy, KeySet, VerifyingKey, parse_jwks, parse_pem};
+use crate::config::{IssuerConfig, JwksSettings, KeySource, is_acceptable_url};
+
+/// Why no key could be handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Keys are loaded but none matches the token's `kid`.
+    #[error("no key matches the token's key id")]
+    UnknownKey,
+    /// No usable keys at all: never fetched, or stale beyond the allowed window.
+    #[error("signing keys are unavailable")]
+    Unavailable,
+}
+
+/// Why a fetch failed (logged, never shown to clients).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Connection, TLS or timeout failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// A non-200 answer (redirects are not followed).
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The answer exceeded the size cap.
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not a JSON document of the expected shape.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// The discovery document names another issuer.
+    #[error("discovery document issuer does not match the configured issuer")]
+    IssuerMismatch,
+    /// The discovered key set URL is not https (or loopback http).
+    #[error("discovered jwks_uri is not an https URL")]
+    InsecureJwksUri,
+    /// The key set holds no key this handler may use.
+    #[error("key set contains no usable signing key")]
+    NoUsableKeys,
+}
+
+#[derive(Debug)]
+struct State {
+    keys: Arc<KeySet>,
+    last_success: Option<Instant>,
+    last_attempt: Option<Instant>,
+    /// Bumped on every fetch attempt; lets waiters see that a fetch happened while they waited.
+    generation: u64,
+    consecutive_failures: u32,
+}
+
+#[derive(Debug)]
+enum Source {
+    Static,
+    Remote { discover: bool, jwks_uri: RwLock<Option<Url>> },
+}
+
+/// Cached signing keys of one issuer.
+#[derive(Debug)]
+pub struct KeyStore {
+    issuer: String,
+    source: Source,
+    settings: JwksSettings,
+    policy: KeyPolicy,
+    client: reqwest::Client,
+    state: RwLock<State>,
+    /// Single-flight guard: held for the duration of one fetch so concurrent misses wait for
+    /// its result instead of starting their own. The wait is bounded by `http_timeout`.
+    fetch_lock: tokio::sync::Mutex<()>,
+    fetches: AtomicU64,
+}
+
+/// True while keys last fetched at `last_success` may still verify tokens.
+pub fn keys_usable(last_success: Option<Instant>, now: Instant, max_stale: Duration) -> bool {
+    last_success.is_some_and(|t| now.saturating_duration_since(t) <= max_stale)
+}
+
+/// True when the cooldown since the last attempt has passed (or there was none).
+pub fn may_refetch(last_attempt: Option<Instant>, now: Instant, cooldown: Duration) -> bool {
+    last_attempt.is_none_or(|t| now.saturating_duration_since(t) >= cooldown)
+}
+
+/// Delay before the next background fetch: the refresh period after a success; after
+/// failures, a back-off from one second doubling up to the refresh period.
+pub fn next_refresh_delay(consecutive_failures: u32, settings: &JwksSettings) -> Duration {
+    if consecutive_failures == 0 {
+        return settings.refresh;
+    }
+    let backoff = Duration::from_secs(1u64 << consecutive_failures.min(16).saturating_sub(1));
+    backoff.max(settings.cooldown.min(settings.refresh)).min(settings.refresh)
+}
+
+/// Builds the one HTTP client used for every key fetch: bounded connect and total time,
+/// no redirects (a redirect to another host would widen where keys come from), no proxies
+/// from the environment for loopback.
+pub fn http_client(settings: &JwksSettings) -> reqwest::Client {
+    // Several crates may ask for a default rustls provider; only the first install wins.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.http_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("azfn-auth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl KeyStore {
+    /// A store for `issuer`; remote keys are not fetched until [`KeyStore::refresh`] or a lookup.
+    pub fn new(issuer: &IssuerConfig, settings: JwksSettings, client: reqwest::Client) -> Result<Self, String> {
+        let policy = KeyPolicy::default();
+        let (source, keys, last_success) = match &issuer.keys {
+            KeySource::StaticPem(pem) => {
+                let key = parse_pem(pem, &policy).map_err(|e| e.to_string())?;
+                (Source::Static, KeySet::new(vec![key]), Some(Instant::now()))
+            }
+            KeySource::JwksUri(uri) => {
+                (Source::Remote { discover: false, jwks_uri: RwLock::new(Some(uri.clone())) }, KeySet::default(), None)
+            }
+            KeySource::Discovery => {
+                (Source::Remote { discover: true, jwks_uri: RwLock::new(None) }, KeySet::default(), None)
+            }
+        };
+        Ok(Self {
+            issuer: issuer.issuer.clone(),
+            source,
+            settings,
+            policy,
+            client,
+            state: RwLock::new(State {
+                keys: Arc::new(keys),
+                last_success,
+                last_attempt: None,
+                generation: 0,
+                consecutive_failures: 0,
+            }),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            fetches: AtomicU64::new(0),
+        })
+    }
+
+    /// The issuer these keys belong to.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Number of network fetches attempted so far.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere while holding it; the state is
+        // replaced atomically, so it is still consistent.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn usable(&self, state: &State, now: Instant) -> bool {
+        matches!(self.source, Source::Static) || keys_usable(state.last_success, now, self.settings.max_stale)
+    }
+
+    /// True when `key` is still in the current, usable key set (for the verified-token cache).
+    pub fn still_trusts(&self, key: &Arc<VerifyingKey>) -> bool {
+        let state = self.read();
+        self.usable(&state, Instant::now()) && state.keys.contains(key)
+    }
+
+    /// The key for a token's `kid`, refetching the key set at most once per cooldown when
+    /// it is unknown or when no usable keys are held.
+    pub async fn key_for(&self, kid: Option<&str>) -> Result<Arc<VerifyingKey>, KeyError> {
+        let now = Instant::now();
+        let (generation, may) = {
+            let state = self.read();
+            if self.usable(&state, now)
+                && let Some(key) = state.keys.find(kid)
+            {
+                return Ok(key.clone());
+            }
+            (state.generation, may_refetch(state.last_attempt, now, self.settings.cooldown))
+        };
+        if may && matches!(self.source, Source::Remote { .. }) {
+            self.refresh_after(generation).await;
+        }
+        let state = self.read();
+        if !self.usable(&state, Instant::now()) {
+            return Err(KeyError::Unavailable);
+        }
+        state.keys.find(kid).cloned().ok_or(KeyError::UnknownKey)
+    }
+
+    /// Fetches now unless another fetch completed since `generation` was read.
+    async fn refresh_after(&self, generation: u64) {
+        let _guard = self.fetch_lock.lock().await;
+        if self.read().generation != generation {
+            return;
+        }
+        self.fetch_and_store().await;
+    }
+
+    /// Fetches the key set now (single-flight with lookups). Returns whether it succeeded.
+    pub async fn refresh(&self) -> bool {
+        if matches!(self.source, Source::Static) {
+            return true;
+        }
+        let _guard = self.fetch_lock.lock().await;
+        self.fetch_and_store().await
+    }
+
+    async fn fetch_and_store(&self) -> bool {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = self.fetch().await;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.generation += 1;
+        state.last_attempt = Some(Instant::now());
+        match result {
+            Ok(keys) => {
+                info!(
+                    issuer = %self.issuer,
+                    jwks.keys = keys.len(),
+                    jwks.kids = ?keys.kids(),
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "signing keys loaded"
+                );
+                state.keys = Arc::new(keys);
+                state.last_success = Some(Instant::now());
+                state.consecutive_failures = 0;
+                true
+            }
+            Err(error) => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                let serving_stale = keys_usable(state.last_success, Instant::now(), self.settings.max_stale);
+                warn!(
+                    issuer = %self.issuer,
+                    error = %error,
+                    jwks.serving_stale = serving_stale,
+                    jwks.failures = state.consecutive_failures,
+                    "signing key fetch failed"
+                );
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeySet, FetchError> {
+        let Source::Remote { discover, jwks_uri } = &self.source else {
+            return Err(FetchError::NoUsableKeys);
+        };
+        let known = jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let uri = match known {
+            Some(uri) => uri,
+            None if *discover => {
+                let uri = self.discover().await?;
+                *jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(uri.clone());
+                uri
+            }
+            None => return Err(FetchError::NoUsableKeys),
+        };
+        let body = self.get(uri).await?;
+        let (keys, rejected) = parse_jwks(&body, &self.policy).map_err(|_| FetchError::Malformed("key set"))?;
+        for (kid, why) in rejected {
+            warn!(issuer = %self.issuer, kid = kid.as_deref().unwrap_or("-"), reason = %why, "signing key ignored");
+        }
+        if keys.is_empty() {
+            return Err(FetchError::NoUsableKeys);
+        }
+        Ok(keys)
+    }
+
+    async fn discover(&self) -> Result<Url, FetchError> {
+        #[derive(Deserialize)]
+        struct Discovery {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
+        let url = Url::parse(&url).map_err(|_| FetchError::Malformed("issuer URL"))?;
+        let body = self.get(url).await?;
+        let doc: Discovery = serde_json::from_slice(&body).map_err(|_| FetchError::Malformed("discovery document"))?;
+        if doc.issuer != self.issuer {
+            warn!(issuer = %self.issuer, discovered = %doc.issuer, "discovery document names another issuer; refusing its keys");
+            return Err(FetchError::IssuerMismatch);
+        }
+        let jwks = Url::parse(&doc.jwks_uri).map_err(|_| FetchError::InsecureJwksUri)?;
+        if !is_acceptable_url(&jwks) {
+            return Err(FetchError::InsecureJwksUri);
+        }
+        debug!(issuer = %self.issuer, jwks_uri = %jwks, "discovered key set location");
+        Ok(jwks)
+    }
+
+    async fn get(&self, url: Url) -> Result<Vec<u8>, FetchError> {
+        let cap = self.settings.max_response_bytes;
+        let mut response = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| FetchError::Transport(e.without_url().to_string()))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(FetchError::Status(response.status().as_u16()));
+        }
+        if response.content_length().is_some_and(|len| len > cap as u64) {
+            return Err(FetchError::TooLarge(cap));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| FetchError::Transport(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > cap {
+                return Err(FetchError::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Runs forever: fetches now, then refreshes every `refresh` period, backing off on failure.
+    pub async fn run_refresher(self: Arc<Self>) {
+        if matches!(self.source, Source::Static) {
+            return;
+        }
+        loop {
+            self.refresh().await;
+            let failures = self.read().consecutive_failures;
+            tokio::time::sleep(next_refresh_delay(failures, &self.settings)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_serve_until_the_stale_window_ends() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(100);
+        assert!(!keys_usable(None, t0, window));
+        assert!(keys_usable(Some(t0), t0 + Duration::from_secs(100), window));
+        assert!(!keys_usable(Some(t0), t0 + Duration::from_secs(101), window));
+    }
+
+    #[test]
+    fn refetch_waits_for_the_cooldown() {
+        let t0 = Instant::now();
+        let cooldown = Duration::from_secs(30);
+        assert!(may_refetch(None, t0, cooldown));
+        assert!(!may_refetch(Some(t0), t0 + Duration::from_secs(29), cooldown));
+        assert!(may_refetch(Some(t0), t0 + Duration::from_secs(30), cooldown));
+        assert!(may_refetch(Some(t0), t0, Duration::ZERO));
+    }
+
+    #[test]
+    fn background_refresh_backs_off_after_failures() {
+        let settings =
+            JwksSettings { refresh: Duration::from_secs(600), cooldown: Duration::from_secs(5), ..Default::default() };
+        assert_eq!(next_refresh_delay(0, &settings), Duration::from_secs(600));
+        assert_eq!(next_refresh_delay(1, &settings), Duration::from_secs(5));
+        assert_eq!(next_refresh_delay(4, &settings), Duration::from_secs(8));
+        assert_eq!(next_refresh_delay(30, &settings), Duration::from_secs(600));
+    }
+}

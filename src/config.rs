@@ -1,0 +1,534 @@
+//! Settings, read once at start-up from environment variables (App Settings in Azure,
+//! `local.settings.json` `Values` under `func start`). Every error names the variable.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `FUNCTIONS_CUSTOMHANDLER_PORT` | `FUNCTIONS_HTTPWORKER_PORT`, then `8080` | loopback port to listen on (set by the host) |
+//! | `FUNCTIONS_APP_ROOT_PATH` | current directory | app root holding `host.json` and `*/function.json` (set by the host) |
+//! | `AUTH0_DOMAIN` | – | Auth0 tenant host; issuer `https://DOMAIN/`, keys `https://DOMAIN/.well-known/jwks.json` |
+//! | `AUTH_ISSUER` | – | OIDC issuer URL(s), comma-separated; keys found through discovery (exclusive with `AUTH0_DOMAIN`) |
+//! | `AUTH_AUDIENCE` | required | accepted audiences, comma-separated, any-of |
+//! | `AUTH_JWKS_URI` | from the issuer | key set URL override (single issuer only) |
+//! | `AUTH_PUBLIC_KEY` | – | PEM certificate or public key used instead of a key set (single issuer only) |
+//! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA) |
+//! | `AUTH_CLOCK_SKEW_SECONDS` | `30` | leeway for `exp`, `nbf`, `iat` (0–300) |
+//! | `AUTH_REALM` | `api` | realm in `WWW-Authenticate` challenges |
+//! | `AUTH_MAX_TOKEN_BYTES` | `8192` | longest bearer token read; longer ones are rejected unparsed |
+//! | `AUTH_JWKS_REFRESH_SECONDS` | `600` | background key set refresh period |
+//! | `AUTH_JWKS_COOLDOWN_SECONDS` | `30` | least time between two fetches caused by an unknown `kid` |
+//! | `AUTH_JWKS_MAX_STALE_SECONDS` | `86400` | how long keys keep serving after the last successful fetch |
+//! | `AUTH_HTTP_TIMEOUT_SECONDS` | `5` | total time for one key set or discovery request (connect: at most 2 s) |
+//! | `AUTH_TOKEN_CACHE_SECONDS` | `300` | longest time a verified token is remembered (0 disables the cache) |
+//! | `AUTH_TOKEN_CACHE_ENTRIES` | `10000` | most verified tokens remembered |
+//! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body (forwarded request or invocation envelope) |
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use reqwest::Url;
+
+/// A setting that is missing or malformed; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it (never its value when it may be secret).
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+/// Everything the handler needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Port on 127.0.0.1 the host will call.
+    pub port: u16,
+    /// Folder with `host.json` and the function folders.
+    pub app_root: PathBuf,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Token validation settings.
+    pub auth: AuthConfig,
+}
+
+/// Where an issuer's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `<issuer>/.well-known/openid-configuration` names the key set.
+    Discovery,
+    /// A key set URL given directly (Auth0 shorthand or `AUTH_JWKS_URI`).
+    JwksUri(Url),
+    /// A PEM certificate or public key, fixed for the process lifetime.
+    StaticPem(String),
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Exact `iss` value tokens must carry.
+    pub issuer: String,
+    /// Where its keys come from.
+    pub keys: KeySource,
+}
+
+/// Timing and size bounds for fetching signing keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// Background refresh period. Longer means removed keys are honoured for longer.
+    pub refresh: Duration,
+    /// Least time between fetches caused by an unknown `kid`. Shorter lets a flood of
+    /// random kids cost the identity provider more requests.
+    pub cooldown: Duration,
+    /// How long keys keep serving after the last successful fetch while the provider is down.
+    /// Longer rides out longer outages but also keeps a revoked key alive for longer.
+    pub max_stale: Duration,
+    /// Total time for one fetch; bounds how long a request can wait on the provider.
+    pub http_timeout: Duration,
+    /// Time to establish the TCP/TLS connection.
+    pub connect_timeout: Duration,
+    /// Largest key set or discovery document read; bigger answers are refused.
+    pub max_response_bytes: usize,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_secs(600),
+            cooldown: Duration::from_secs(30),
+            max_stale: Duration::from_secs(86_400),
+            http_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            max_response_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// What a token must satisfy.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Trusted issuers (at least one).
+    pub issuers: Vec<IssuerConfig>,
+    /// Accepted audiences, any-of.
+    pub audiences: Vec<String>,
+    /// Allowed signature algorithms; never `none` or HMAC.
+    pub algorithms: Vec<Algorithm>,
+    /// Leeway applied to `exp`, `nbf` and `iat`.
+    pub clock_skew: Duration,
+    /// Realm named in challenges.
+    pub realm: String,
+    /// Longest token read before rejecting it unparsed.
+    pub max_token_bytes: usize,
+    /// Key fetching bounds.
+    pub jwks: JwksSettings,
+    /// Longest time a verified token is cached; zero disables the cache.
+    pub token_cache_ttl: Duration,
+    /// Most cached verified tokens.
+    pub token_cache_entries: usize,
+}
+
+impl AuthConfig {
+    /// A configuration for one issuer with every other setting at its default.
+    pub fn new(issuer: impl Into<String>, keys: KeySource, audiences: Vec<String>) -> Self {
+        Self {
+            issuers: vec![IssuerConfig { issuer: issuer.into(), keys }],
+            audiences,
+            algorithms: vec![Algorithm::RS256],
+            clock_skew: Duration::from_secs(30),
+            realm: "api".to_owned(),
+            max_token_bytes: 8192,
+            jwks: JwksSettings::default(),
+            token_cache_ttl: Duration::from_secs(300),
+            token_cache_entries: 10_000,
+        }
+    }
+}
+
+/// Default port when run outside the Functions host.
+pub const DEFAULT_PORT: u16 = 8080;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (a variable's value, or `None` when unset).
+    /// Empty values count as unset, as App Settings cannot always be deleted.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let port = match (get("FUNCTIONS_CUSTOMHANDLER_PORT"), get("FUNCTIONS_HTTPWORKER_PORT")) {
+            (Some(v), _) => parse_port("FUNCTIONS_CUSTOMHANDLER_PORT", &v)?,
+            (None, Some(v)) => parse_port("FUNCTIONS_HTTPWORKER_PORT", &v)?,
+            (None, None) => DEFAULT_PORT,
+        };
+        let app_root = match get("FUNCTIONS_APP_ROOT_PATH") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_dir().map_err(|e| {
+                bad("FUNCTIONS_APP_ROOT_PATH", format!("not set and the current directory is unreadable: {e}"))
+            })?,
+        };
+        let max_body_bytes = number(&get, "HANDLER_MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024)?;
+
+        let audiences = list(get("AUTH_AUDIENCE"));
+        if audiences.is_empty() {
+            return Err(bad("AUTH_AUDIENCE", "required: the API identifier(s) tokens must be issued for"));
+        }
+
+        let issuers = issuers(&get)?;
+        let algorithms = algorithms(get("AUTH_ALGORITHMS"))?;
+        let clock_skew = Duration::from_secs(number(&get, "AUTH_CLOCK_SKEW_SECONDS", 30, 0, 300)? as u64);
+        let realm = get("AUTH_REALM").unwrap_or_else(|| "api".to_owned());
+        if realm.contains(['"', '\\']) || !realm.is_ascii() || realm.chars().any(|c| c.is_ascii_control()) {
+            return Err(bad("AUTH_REALM", "must be printable ASCII without quotes or backslashes"));
+        }
+        let max_token_bytes = number(&get, "AUTH_MAX_TOKEN_BYTES", 8192, 512, 65_536)?;
+
+        let defaults = JwksSettings::default();
+        let seconds = |name: &'static str, default: Duration, min: usize, max: usize| {
+            number(&get, name, default.as_secs() as usize, min, max).map(|s| Duration::from_secs(s as u64))
+        };
+        let jwks = JwksSettings {
+            refresh: seconds("AUTH_JWKS_REFRESH_SECONDS", defaults.refresh, 10, 86_400)?,
+            cooldown: seconds("AUTH_JWKS_COOLDOWN_SECONDS", defaults.cooldown, 0, 3_600)?,
+            max_stale: seconds("AUTH_JWKS_MAX_STALE_SECONDS", defaults.max_stale, 0, 7 * 86_400)?,
+            http_timeout: seconds("AUTH_HTTP_TIMEOUT_SECONDS", defaults.http_timeout, 1, 30)?,
+            ..defaults
+        };
+        if jwks.max_stale < jwks.refresh && jwks.max_stale != Duration::ZERO {
+            return Err(bad(
+                "AUTH_JWKS_MAX_STALE_SECONDS",
+                "must be at least AUTH_JWKS_REFRESH_SECONDS, or keys would expire between refreshes",
+            ));
+        }
+        let token_cache_ttl = seconds("AUTH_TOKEN_CACHE_SECONDS", Duration::from_secs(300), 0, 86_400)?;
+        let token_cache_entries = number(&get, "AUTH_TOKEN_CACHE_ENTRIES", 10_000, 1, 1_000_000)?;
+
+        Ok(Self {
+            port,
+            app_root,
+            max_body_bytes,
+            auth: AuthConfig {
+                issuers,
+                audiences,
+                algorithms,
+                clock_skew,
+                realm,
+                max_token_bytes,
+                jwks,
+                token_cache_ttl,
+                token_cache_entries,
+            },
+        })
+    }
+}
+
+fn parse_port(variable: &'static str, value: &str) -> Result<u16, ConfigError> {
+    match value.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(bad(variable, "must be a TCP port number between 1 and 65535")),
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let Some(raw) = get(variable) else { return Ok(default) };
+    match raw.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(bad(variable, format!("must be a whole number from {min} to {max}"))),
+    }
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn issuers(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<IssuerConfig>, ConfigError> {
+    let jwks_uri = get("AUTH_JWKS_URI");
+    let public_key = get("AUTH_PUBLIC_KEY");
+    if jwks_uri.is_some() && public_key.is_some() {
+        return Err(bad("AUTH_PUBLIC_KEY", "set either AUTH_PUBLIC_KEY or AUTH_JWKS_URI, not both"));
+    }
+
+    let mut issuers = match (get("AUTH0_DOMAIN"), get("AUTH_ISSUER")) {
+        (Some(_), Some(_)) => {
+            return Err(bad("AUTH_ISSUER", "set either AUTH0_DOMAIN or AUTH_ISSUER, not both"));
+        }
+        (None, None) => {
+            return Err(bad("AUTH0_DOMAIN", "set AUTH0_DOMAIN (Auth0) or AUTH_ISSUER (any OpenID Connect issuer)"));
+        }
+        (Some(domain), None) => {
+            let domain = domain.trim_end_matches('/');
+            let valid =
+                !domain.is_empty() && domain.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+            let base = Url::parse(&format!("https://{domain}/"))
+                .ok()
+                .filter(|u| valid && u.host_str().is_some() && u.path() == "/");
+            let Some(base) = base else {
+                return Err(bad(
+                    "AUTH0_DOMAIN",
+                    "must be a host name such as my-tenant.eu.auth0.com (no scheme or path)",
+                ));
+            };
+            let jwks = base.join(".well-known/jwks.json").map_err(|e| bad("AUTH0_DOMAIN", e.to_string()))?;
+            vec![IssuerConfig { issuer: base.to_string(), keys: KeySource::JwksUri(jwks) }]
+        }
+        (None, Some(raw)) => {
+            let names = list(Some(raw));
+            let mut out = Vec::with_capacity(names.len());
+            for issuer in names {
+                check_url("AUTH_ISSUER", &issuer)?;
+                if out.iter().any(|i: &IssuerConfig| i.issuer == issuer) {
+                    return Err(bad("AUTH_ISSUER", "lists the same issuer twice"));
+                }
+                out.push(IssuerConfig { issuer, keys: KeySource::Discovery });
+            }
+            out
+        }
+    };
+
+    if jwks_uri.is_some() || public_key.is_some() {
+        let variable = if jwks_uri.is_some() { "AUTH_JWKS_URI" } else { "AUTH_PUBLIC_KEY" };
+        let [only] = issuers.as_mut_slice() else {
+            return Err(bad(variable, "can only be used with a single issuer"));
+        };
+        only.keys = match (jwks_uri, public_key) {
+            (Some(uri), _) => KeySource::JwksUri(check_url("AUTH_JWKS_URI", &uri)?),
+            (None, Some(pem)) => {
+                // App Settings cannot hold newlines easily; accept `\n` escapes as well.
+                let pem = pem.replace("\\n", "\n");
+                crate::auth::keys::parse_pem(&pem, &crate::auth::keys::KeyPolicy::default())
+                    .map_err(|e| bad("AUTH_PUBLIC_KEY", e.to_string()))?;
+                KeySource::StaticPem(pem)
+            }
+            (None, None) => unreachable!("checked above"),
+        };
+    }
+    Ok(issuers)
+}
+
+/// Issuer and key URLs must be https, except on loopback hosts (tests, local issuers).
+pub(crate) fn check_url(variable: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|_| bad(variable, "must be an absolute URL"))?;
+    if !is_acceptable_url(&url) {
+        return Err(bad(variable, "must be an https URL (http is allowed only for localhost/127.0.0.1)"));
+    }
+    Ok(url)
+}
+
+/// True for https URLs, and http URLs whose host is a loopback address.
+pub(crate) fn is_acceptable_url(url: &Url) -> bool {
+    if !url.username().is_empty() || url.password().is_some() || url.host().is_none() {
+        return false;
+    }
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn algorithms(value: Option<String>) -> Result<Vec<Algorithm>, ConfigError> {
+    let names = list(value);
+    if names.is_empty() {
+        return Ok(vec![Algorithm::RS256]);
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let alg = match name.as_str() {
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            "PS256" => Algorithm::PS256,
+            "PS384" => Algorithm::PS384,
+            "PS512" => Algorithm::PS512,
+            "ES256" => Algorithm::ES256,
+            "ES384" => Algorithm::ES384,
+            "EdDSA" => Algorithm::EdDSA,
+            other if other.eq_ignore_ascii_case("none") || other.to_ascii_uppercase().starts_with("HS") => {
+                return Err(bad("AUTH_ALGORITHMS", format!("{other} is never allowed with public keys")));
+            }
+            other => {
+                return Err(bad(
+                    "AUTH_ALGORITHMS",
+                    format!(
+                        "unknown algorithm {other:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+                    ),
+                ));
+            }
+        };
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn err(vars: &[(&str, &str)]) -> ConfigError {
+        config(vars).expect_err("config should be rejected")
+    }
+
+    const BASE: [(&str, &str); 2] = [("AUTH0_DOMAIN", "tenant.eu.auth0.com"), ("AUTH_AUDIENCE", "https://api")];
+
+    #[test]
+    fn auth0_domain_gives_issuer_with_trailing_slash_and_jwks_url() {
+        let c = config(&BASE).unwrap();
+        assert_eq!(c.auth.issuers.len(), 1);
+        assert_eq!(c.auth.issuers[0].issuer, "https://tenant.eu.auth0.com/");
+        assert_eq!(
+            c.auth.issuers[0].keys,
+            KeySource::JwksUri(Url::parse("https://tenant.eu.auth0.com/.well-known/jwks.json").unwrap())
+        );
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.auth.algorithms, vec![Algorithm::RS256]);
+        assert_eq!(c.auth.clock_skew, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn port_comes_from_custom_handler_then_legacy_variable() {
+        let mut vars = BASE.to_vec();
+        vars.push(("FUNCTIONS_HTTPWORKER_PORT", "4000"));
+        assert_eq!(config(&vars).unwrap().port, 4000);
+        vars.push(("FUNCTIONS_CUSTOMHANDLER_PORT", "5000"));
+        assert_eq!(config(&vars).unwrap().port, 5000);
+    }
+
+    #[test]
+    fn bad_port_names_the_variable() {
+        let mut vars = BASE.to_vec();
+        vars.push(("FUNCTIONS_CUSTOMHANDLER_PORT", "http"));
+        assert_eq!(err(&vars).variable, "FUNCTIONS_CUSTOMHANDLER_PORT");
+    }
+
+    #[test]
+    fn audience_is_required_and_split_on_commas() {
+        assert_eq!(err(&[("AUTH0_DOMAIN", "t.auth0.com")]).variable, "AUTH_AUDIENCE");
+        let c = config(&[("AUTH0_DOMAIN", "t.auth0.com"), ("AUTH_AUDIENCE", " a , b ,")]).unwrap();
+        assert_eq!(c.auth.audiences, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn an_issuer_is_required_and_only_one_kind() {
+        assert_eq!(err(&[("AUTH_AUDIENCE", "a")]).variable, "AUTH0_DOMAIN");
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_ISSUER", "https://login.example.com/"));
+        assert_eq!(err(&vars).variable, "AUTH_ISSUER");
+    }
+
+    #[test]
+    fn auth0_domain_must_be_a_bare_host() {
+        for domain in ["https://t.auth0.com", "t.auth0.com/path", "t auth0", "user@t.auth0.com"] {
+            assert_eq!(err(&[("AUTH0_DOMAIN", domain), ("AUTH_AUDIENCE", "a")]).variable, "AUTH0_DOMAIN", "{domain}");
+        }
+    }
+
+    #[test]
+    fn issuer_must_be_https_unless_loopback() {
+        let rejected = ["http://login.example.com/", "ftp://x/", "not a url", "https://user:pw@x/"];
+        for issuer in rejected {
+            assert_eq!(err(&[("AUTH_ISSUER", issuer), ("AUTH_AUDIENCE", "a")]).variable, "AUTH_ISSUER", "{issuer}");
+        }
+        for issuer in [
+            "https://login.example.com/tenant/v2.0",
+            "http://127.0.0.1:9000/",
+            "http://localhost:1/",
+            "http://[::1]:2/",
+        ] {
+            let c = config(&[("AUTH_ISSUER", issuer), ("AUTH_AUDIENCE", "a")]).unwrap();
+            assert_eq!(c.auth.issuers[0].issuer, issuer);
+            assert_eq!(c.auth.issuers[0].keys, KeySource::Discovery);
+        }
+    }
+
+    #[test]
+    fn several_issuers_may_be_listed() {
+        let c = config(&[("AUTH_ISSUER", "https://a.example/, https://b.example/"), ("AUTH_AUDIENCE", "x")]).unwrap();
+        let names: Vec<_> = c.auth.issuers.iter().map(|i| i.issuer.as_str()).collect();
+        assert_eq!(names, ["https://a.example/", "https://b.example/"]);
+        let mut vars = vec![("AUTH_ISSUER", "https://a.example/, https://b.example/"), ("AUTH_AUDIENCE", "x")];
+        vars.push(("AUTH_JWKS_URI", "https://a.example/keys"));
+        assert_eq!(err(&vars).variable, "AUTH_JWKS_URI");
+    }
+
+    #[test]
+    fn jwks_uri_override_must_be_https() {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_JWKS_URI", "http://keys.example.com/jwks.json"));
+        assert_eq!(err(&vars).variable, "AUTH_JWKS_URI");
+    }
+
+    #[test]
+    fn algorithms_never_include_none_or_hmac() {
+        for algs in ["none", "HS256", "RS256,hs512", "RS999"] {
+            let mut vars = BASE.to_vec();
+            vars.push(("AUTH_ALGORITHMS", algs));
+            assert_eq!(err(&vars).variable, "AUTH_ALGORITHMS", "{algs}");
+        }
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_ALGORITHMS", "RS256, PS256,ES256"));
+        assert_eq!(config(&vars).unwrap().auth.algorithms, vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]);
+    }
+
+    #[test]
+    fn clock_skew_is_bounded() {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_CLOCK_SKEW_SECONDS", "301"));
+        assert_eq!(err(&vars).variable, "AUTH_CLOCK_SKEW_SECONDS");
+        vars.pop();
+        vars.push(("AUTH_CLOCK_SKEW_SECONDS", "-1"));
+        assert_eq!(err(&vars).variable, "AUTH_CLOCK_SKEW_SECONDS");
+    }
+
+    #[test]
+    fn public_key_must_parse_and_excludes_jwks_uri() {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"));
+        assert_eq!(err(&vars).variable, "AUTH_PUBLIC_KEY");
+        vars.push(("AUTH_JWKS_URI", "https://x/keys"));
+        assert_eq!(err(&vars).variable, "AUTH_PUBLIC_KEY");
+    }
+
+    #[test]
+    fn stale_window_shorter_than_refresh_is_rejected() {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_JWKS_REFRESH_SECONDS", "600"));
+        vars.push(("AUTH_JWKS_MAX_STALE_SECONDS", "60"));
+        assert_eq!(err(&vars).variable, "AUTH_JWKS_MAX_STALE_SECONDS");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_ALGORITHMS", ""));
+        vars.push(("FUNCTIONS_CUSTOMHANDLER_PORT", " "));
+        let c = config(&vars).unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.auth.algorithms, vec![Algorithm::RS256]);
+    }
+}

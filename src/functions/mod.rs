@@ -1,0 +1,37 @@
+//! Business handlers, one file per Azure function (folder `api-a` ↔ module `api_a`).
+//! They receive standard `http` types and verified claims; they never see the host's
+//! envelope or the raw token.
+
+pub mod api_a;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use http::Response;
+
+use crate::auth::Claims;
+
+/// What a business handler receives once the caller is authenticated.
+#[derive(Debug)]
+pub struct FunctionRequest {
+    /// Method, URI and headers of the original request.
+    pub parts: http::request::Parts,
+    /// The request body.
+    pub body: Bytes,
+    /// Verified token claims.
+    pub claims: Arc<Claims>,
+}
+
+/// The future a handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// A business handler.
+pub type Handler = fn(FunctionRequest) -> HandlerFuture;
+
+/// Every function this binary implements, by folder name. A `function.json` without an
+/// entry here is a start-up error.
+pub fn registry() -> Vec<(&'static str, Handler)> {
+    vec![("api-a", api_a::handle)]
+}

@@ -1,0 +1,53 @@
+//! `handler`: the process the Functions host starts. Wiring only; see the library.
+
+use std::process::ExitCode;
+
+use azfn_auth::{config::Config, server, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let started = async {
+        let config = Config::from_env()?;
+        let state = server::build_state(&config)?;
+        let listener = server::bind(&config).await?;
+        Ok::<_, server::StartupError>((listener, state))
+    };
+    let (listener, state) = match started.await {
+        Ok(ready) => ready,
+        Err(error) => {
+            // stderr: the host shows it as an error; exit non-zero so the host restarts us.
+            eprintln!("handler: start-up failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server::serve(listener, state, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("handler: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (local runs). The host itself sends SIGKILL; nothing relies on this.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,242 @@
+//! Invocation mode (PROTOCOL.md §5): the host POSTs `{"Data": {...}, "Metadata": {...}}`
+//! to `/<Function>` and expects `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}`
+//! back, always with HTTP 200 and `application/json`. This module converts the envelope
+//! to a standard `http` request at the edge and the response back; nothing else sees it.
+//!
+//! A malformed envelope (or one over the size cap) is answered inside the envelope as a
+//! 400 (413) for the caller, with the reason in `Logs`: a non-2xx answer would only make
+//! the host turn it into an empty 500.
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
+use serde_json::{Map, Value, json};
+use tracing::warn;
+
+use crate::app::{AppState, Decision, plain, run_function};
+use crate::layout::FunctionSpec;
+
+/// Room for the envelope around the body (URL, headers, metadata).
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Why an envelope could not be turned into a request (logged, and in `Logs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not a JSON object.
+    #[error("invocation payload is not a JSON object")]
+    NotJson,
+    /// `Data.<trigger>` is missing or not an object.
+    #[error("invocation payload has no Data.{0} object")]
+    MissingTrigger(String),
+    /// `Method` is missing or not a method name.
+    #[error("invocation payload has no valid Method")]
+    BadMethod,
+    /// `Headers` is not an object of strings or string arrays, or holds an invalid header.
+    #[error("invocation payload has invalid Headers")]
+    BadHeaders,
+}
+
+fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+/// Turns an invocation envelope into the request the client sent to the host.
+pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
+    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(envelope) else {
+        return Err(EnvelopeError::NotJson);
+    };
+    let missing = || EnvelopeError::MissingTrigger(spec.trigger.clone());
+    let data = member(&root, "Data").and_then(Value::as_object).ok_or_else(missing)?;
+    let req = data.get(&spec.trigger).and_then(Value::as_object).ok_or_else(missing)?;
+
+    let method = member(req, "Method")
+        .and_then(Value::as_str)
+        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+        .ok_or(EnvelopeError::BadMethod)?;
+    // The URL is informative only (the function is already chosen); keep path and query.
+    let uri = member(req, "Url")
+        .and_then(Value::as_str)
+        .and_then(|u| u.parse::<Uri>().ok())
+        .and_then(|u| u.path_and_query().map(|pq| pq.as_str().to_owned()))
+        .and_then(|pq| pq.parse::<Uri>().ok())
+        .unwrap_or_else(|| Uri::from_static("/"));
+
+    let mut headers = HeaderMap::new();
+    if let Some(raw) = member(req, "Headers") {
+        let raw = raw.as_object().ok_or(EnvelopeError::BadHeaders)?;
+        for (name, values) in raw {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::BadHeaders)?;
+            let mut add = |v: &Value| -> Result<(), EnvelopeError> {
+                let v = v.as_str().ok_or(EnvelopeError::BadHeaders)?;
+                headers.append(&name, HeaderValue::from_str(v).map_err(|_| EnvelopeError::BadHeaders)?);
+                Ok(())
+            };
+            match values {
+                // The host sends every header as an array; each entry is one header line.
+                Value::Array(items) => items.iter().try_for_each(&mut add)?,
+                other => add(other)?,
+            }
+        }
+    }
+
+    let body = match member(req, "Body") {
+        None | Some(Value::Null) => Bytes::new(),
+        Some(Value::String(text)) => {
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
+                || content_type.to_ascii_lowercase().contains("multipart/");
+            // The host base64-encodes exactly these content types.
+            match binary.then(|| STANDARD.decode(text).ok()).flatten() {
+                Some(bytes) => Bytes::from(bytes),
+                None => Bytes::from(text.clone()),
+            }
+        }
+        Some(other) => Bytes::from(other.to_string()),
+    };
+
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// Turns the function's response into the invocation result the host expects.
+pub fn to_invocation_result(
+    spec: &FunctionSpec,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    logs: Vec<String>,
+) -> Value {
+    let mut out_headers = Map::new();
+    for name in headers.keys() {
+        // Header values must be strings for the host; repeated headers are joined.
+        let joined = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out_headers.insert(name.as_str().to_owned(), Value::String(joined));
+    }
+    // `statusCode` (not `status`, which the host ignores); the body as a string so the host
+    // writes it verbatim.
+    let res = json!({
+        "statusCode": status.as_u16(),
+        "headers": out_headers,
+        "body": String::from_utf8_lossy(body),
+    });
+    if spec.output == "$return" {
+        json!({"Outputs": {}, "Logs": logs, "ReturnValue": res})
+    } else {
+        json!({"Outputs": {spec.output.clone(): res}, "Logs": logs, "ReturnValue": null})
+    }
+}
+
+fn envelope_answer(result: Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(result.to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn function_answer(spec: &FunctionSpec, response: Response<Body>, mut logs: Vec<String>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    if let Some(Decision(line)) = parts.extensions.get::<Decision>() {
+        logs.push(line.clone());
+    }
+    // Handler bodies are small text; a body that fails to collect becomes empty.
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    envelope_answer(to_invocation_result(spec, parts.status, &parts.headers, &body, logs))
+}
+
+/// Handles `POST /<Function>` from the host.
+pub async fn handle(state: &AppState, index: usize, request: Request) -> Response<Body> {
+    let spec = &state.layout.functions[index];
+    let limit = state.max_body_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES);
+    let Ok(envelope) = axum::body::to_bytes(request.into_body(), limit).await else {
+        let line = format!("invocation payload for {} exceeds {limit} bytes", spec.name);
+        warn!(function = %spec.name, limit, "invocation payload too large");
+        return function_answer(spec, plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"), vec![line]).await;
+    };
+    let request = match to_http_request(spec, &envelope) {
+        Ok(request) => request,
+        Err(error) => {
+            warn!(function = %spec.name, error = %error, "malformed invocation payload");
+            let answer = plain(StatusCode::BAD_REQUEST, "Malformed invocation request");
+            return function_answer(spec, answer, vec![error.to_string()]).await;
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let response = run_function(state, index, parts, Body::from(body)).await;
+    function_answer(spec, response, Vec::new()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(output: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: "api-a".into(),
+            route: "api-a".into(),
+            methods: None,
+            trigger: "req".into(),
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn headers_arrive_as_arrays_and_each_entry_is_a_header_line() {
+        let envelope = json!({"Data": {"req": {
+            "Url": "https://app.azurewebsites.net/api/api-a?code=k&x=1",
+            "Method": "GET",
+            "Headers": {"Authorization": ["Bearer a", "Bearer b"], "Host": ["app"]},
+            "Query": {"code": "k"}
+        }}, "Metadata": {}});
+        let request = to_http_request(&spec("res"), envelope.to_string().as_bytes()).unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/api/api-a?code=k&x=1");
+        assert_eq!(request.headers().get_all(header::AUTHORIZATION).iter().count(), 2);
+    }
+
+    #[test]
+    fn binary_bodies_are_base64_and_text_bodies_are_verbatim() {
+        let make = |ct: &str, body: &str| {
+            let envelope =
+                json!({"Data": {"req": {"Method": "POST", "Headers": {"Content-Type": [ct]}, "Body": body}}});
+            to_http_request(&spec("res"), envelope.to_string().as_bytes()).unwrap().into_body()
+        };
+        assert_eq!(make("application/octet-stream", "aGk="), Bytes::from_static(b"hi"));
+        assert_eq!(make("text/plain", "aGk="), Bytes::from_static(b"aGk="));
+    }
+
+    #[test]
+    fn malformed_envelopes_are_named() {
+        let parse = |v: &str| to_http_request(&spec("res"), v.as_bytes()).unwrap_err();
+        assert_eq!(parse("not json"), EnvelopeError::NotJson);
+        assert_eq!(parse(r#"{"Data": {}}"#), EnvelopeError::MissingTrigger("req".into()));
+        assert_eq!(parse(r#"{"Data": {"req": {"Method": 7}}}"#), EnvelopeError::BadMethod);
+        assert_eq!(parse(r#"{"Data": {"req": {"Method": "GET", "Headers": {"a": [1]}}}}"#), EnvelopeError::BadHeaders);
+        assert_eq!(
+            parse(r#"{"Data": {"req": {"Method": "GET", "Headers": {"a b": ["x"]}}}}"#),
+            EnvelopeError::BadHeaders
+        );
+    }
+
+    #[test]
+    fn result_puts_the_response_in_the_named_output_with_string_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
+        let result = to_invocation_result(&spec("res"), StatusCode::UNAUTHORIZED, &headers, b"no", vec!["l".into()]);
+        assert_eq!(result["Outputs"]["res"]["statusCode"], 401);
+        assert_eq!(result["Outputs"]["res"]["headers"]["www-authenticate"], "Bearer realm=\"api\"");
+        assert_eq!(result["Outputs"]["res"]["body"], "no");
+        assert_eq!(result["Logs"], json!(["l"]));
+        assert_eq!(result["ReturnValue"], Value::Null);
+        let ret = to_invocation_result(&spec("$return"), StatusCode::OK, &HeaderMap::new(), b"ok", vec![]);
+        assert_eq!(ret["ReturnValue"]["statusCode"], 200);
+    }
+}

@@ -1,0 +1,4 @@
+//! Custom-handler wire formats. Forwarded and proxied requests are plain HTTP and need no
+//! conversion; the invocation envelope does.
+
+pub mod invocation;
