@@ -1,0 +1,364 @@
+//! End to end: the real `handler` binary against a real local OpenID Connect provider process
+//! (`scripts/oidc-provider`, oauth2-mock-server playing Auth0), tokens fetched over HTTP from
+//! its `POST /oauth/token` exactly as a client gets them from Auth0.
+//!
+//! Needs `node` (>= 20.19) and, on first run, `npm` (runs `npm ci` for scripts/oidc-provider).
+//! Everything listens on 127.0.0.1 with ephemeral ports; every process started here is
+//! killed and reaped when its guard drops, also when a check panics.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "https://api-a.local/";
+const OTHER_AUDIENCE: &str = "https://other-api.local/";
+const CLIENT_ID: &str = "e2e-client";
+const CLIENT_SECRET: &str = "e2e-secret";
+const FUNCTION_PATH: &str = "/api/api-a";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn provider_dir() -> PathBuf {
+    repo_root().join("scripts").join("oidc-provider")
+}
+
+/// A fresh directory for one test's process logs (removed when the test passes).
+fn log_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "e2e-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create log dir");
+    dir
+}
+
+/// `npm ci` for the provider when its node_modules is missing. Installs into a private
+/// directory and renames it into place, so concurrent test processes never see half an install.
+fn ensure_provider_installed() {
+    let dir = provider_dir();
+    if dir.join("node_modules").join("oauth2-mock-server").is_dir() {
+        return;
+    }
+    let staging = dir.join(format!(".npm-ci-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).expect("create npm staging dir");
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(dir.join(file), staging.join(file)).expect("copy package files");
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&staging)
+        .stdout(Stdio::null())
+        .status();
+    let installed = matches!(&status, Ok(s) if s.success());
+    if installed {
+        // Losing the race to another process is fine: its node_modules is the same.
+        let _ = std::fs::rename(staging.join("node_modules"), dir.join("node_modules"));
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    assert!(
+        installed,
+        "`npm ci` for the local OIDC provider failed ({status:?}); run `npm ci --prefix scripts/oidc-provider` \
+         (needs node >= 20.19 and npm)"
+    );
+}
+
+/// A child process that is killed and reaped on drop; on a failing test it prints its log.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    _stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// The local OIDC provider. Its stdin is a pipe we hold: if this test process dies without
+/// running destructors, the provider sees EOF and exits by itself.
+struct Provider {
+    _proc: Proc,
+    issuer: String,
+    token_endpoint: String,
+}
+
+impl Provider {
+    fn start(logs: &Path) -> Provider {
+        ensure_provider_installed();
+        let log = logs.join("oidc-provider.log");
+        let mut child = Command::new("node")
+            .arg(provider_dir().join("provider.mjs"))
+            .args(["--port", "0", "--host", "127.0.0.1"])
+            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+            .arg("--audience")
+            .arg(format!("{AUDIENCE},{OTHER_AUDIENCE}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("create provider log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `node` for the local OIDC provider (need node >= 20.19): {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("provider stdout");
+        let mut proc = Proc { name: "oidc-provider", child, log, _stdin: stdin };
+
+        // The ready line, read on a thread so the wait is bounded.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) if !line.trim().is_empty() => line,
+            other => panic!(
+                "the OIDC provider did not report ready ({other:?}, exit {:?}); its log:\n{}",
+                proc.exited(),
+                proc.log_text()
+            ),
+        };
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
+        assert_eq!(ready["event"], "ready", "{line}");
+        let field = |k: &str| ready[k].as_str().unwrap_or_else(|| panic!("no {k} in {line}")).to_owned();
+        Provider { issuer: field("issuer"), token_endpoint: field("token_endpoint"), _proc: proc }
+    }
+}
+
+/// The handler binary, started the way the Functions host starts it.
+struct Handler {
+    proc: Proc,
+    base: String,
+}
+
+impl Handler {
+    async fn start(issuer: &str, logs: &Path) -> Handler {
+        let port = free_port();
+        let log = logs.join("handler.log");
+        let out = std::fs::File::create(&log).expect("create handler log");
+        let err = out.try_clone().expect("clone log handle");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+        // A clean environment: nothing from the developer's shell (AUTH0_DOMAIN, proxies...).
+        command.env_clear();
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            command.env("RUST_LOG", filter);
+        }
+        command
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+            .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "00000000-0000-4000-8000-0000000000e2")
+            .env("FUNCTIONS_APP_ROOT_PATH", repo_root())
+            .env("AUTH_ISSUER", issuer)
+            .env("AUTH_AUDIENCE", AUDIENCE)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command.spawn().expect("spawn handler");
+        let mut proc = Proc { name: "handler", child, log, _stdin: None };
+
+        // Readiness, as the host probes it: GET / until any answer.
+        let base = format!("http://127.0.0.1:{port}");
+        let client = client();
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(response) = client.get(format!("{base}/")).send().await {
+                assert_eq!(response.status(), 200, "GET / (readiness probe)");
+                break;
+            }
+            if let Some(status) = proc.exited() {
+                panic!("handler exited before it was ready: {status}\n{}", proc.log_text());
+            }
+            assert!(Instant::now() < deadline, "handler did not answer GET / within {STARTUP_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Handler { proc, base }
+    }
+
+    fn function_url(&self) -> String {
+        format!("{}{FUNCTION_PATH}", self.base)
+    }
+}
+
+/// A port that was free a moment ago (as the Functions host picks one).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("reqwest client")
+}
+
+/// Client credentials, as against Auth0's `POST /oauth/token` (JSON body).
+async fn fetch_token(provider: &Provider, audience: &str) -> String {
+    let body = json!({
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "audience": audience,
+    });
+    let response = client()
+        .post(&provider.token_endpoint)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status();
+    let text = response.text().await.expect("token response body");
+    assert_eq!(status, 200, "token endpoint answered {text}");
+    let parsed: Value = serde_json::from_str(&text).expect("token response is JSON");
+    assert_eq!(parsed["token_type"], "Bearer", "{text}");
+    parsed["access_token"].as_str().expect("access_token").to_owned()
+}
+
+fn b64url_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).expect("base64url")
+}
+
+fn b64url_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Same header and signature, payload changed.
+fn tamper(token: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWS compact token");
+    let mut payload: Value = serde_json::from_slice(&b64url_decode(parts[1])).expect("payload JSON");
+    payload["sub"] = json!("attacker@clients");
+    format!("{}.{}.{}", parts[0], b64url_encode(payload.to_string().as_bytes()), parts[2])
+}
+
+struct Answer {
+    status: u16,
+    www_authenticate: String,
+    retry_after: Option<String>,
+    body: String,
+}
+
+async fn call(handler: &Handler, method: reqwest::Method, authorization: Option<&str>) -> Answer {
+    let mut request = client().request(method, handler.function_url());
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.expect("request to the handler");
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned());
+    let www_authenticate = header("www-authenticate").unwrap_or_default();
+    let retry_after = header("retry-after");
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Answer { status, www_authenticate, retry_after, body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_tokens_from_a_local_oidc_provider() {
+    let logs = log_dir("provider");
+    let provider = Provider::start(&logs);
+    assert!(provider.issuer.starts_with("http://127.0.0.1:") && provider.issuer.ends_with('/'));
+    let handler = Handler::start(&provider.issuer, &logs).await;
+    let token = fetch_token(&provider, AUDIENCE).await;
+
+    // Auth0's claim shape, as the provider issues it.
+    let claims: Value =
+        serde_json::from_slice(&b64url_decode(token.split('.').nth(1).expect("payload"))).expect("claims");
+    let header: Value =
+        serde_json::from_slice(&b64url_decode(token.split('.').next().expect("header"))).expect("header");
+    assert_eq!(header["alg"], "RS256");
+    assert!(header["kid"].is_string(), "{header}");
+    assert_eq!(claims["iss"], json!(provider.issuer));
+    assert_eq!(claims["aud"], AUDIENCE);
+    assert_eq!(claims["sub"], format!("{CLIENT_ID}@clients"));
+    assert_eq!(claims["azp"], CLIENT_ID);
+    assert_eq!(claims["gty"], "client-credentials");
+    assert!(claims["exp"].is_u64() && claims["iat"].is_u64(), "{claims}");
+
+    // A valid token: 200, GET and POST.
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let a = call(&handler, method.clone(), Some(&format!("Bearer {token}"))).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "Authentication successful"), "{method} with a valid token");
+    }
+
+    // No token: 401, a Bearer challenge with a realm and no error code.
+    let a = call(&handler, reqwest::Method::GET, None).await;
+    assert_eq!(a.status, 401, "no token: {}", a.body);
+    assert!(a.body.contains("No authorization token was found"), "no token: body {:?}", a.body);
+    assert!(a.www_authenticate.starts_with("Bearer realm="), "no token: {:?}", a.www_authenticate);
+    assert!(!a.www_authenticate.contains("error="), "no token: {:?}", a.www_authenticate);
+
+    // Tampered payload, original signature: 401 invalid_token.
+    let a = call(&handler, reqwest::Method::GET, Some(&format!("Bearer {}", tamper(&token)))).await;
+    assert_eq!(a.status, 401, "tampered token: {}", a.body);
+    assert!(a.www_authenticate.contains(r#"error="invalid_token""#), "tampered: {:?}", a.www_authenticate);
+
+    // A genuine token from the same provider, issued for another API: 401 invalid_token.
+    let other = fetch_token(&provider, OTHER_AUDIENCE).await;
+    let a = call(&handler, reqwest::Method::GET, Some(&format!("Bearer {other}"))).await;
+    assert_eq!(a.status, 401, "token for another audience: {}", a.body);
+    assert!(a.www_authenticate.contains(r#"error="invalid_token""#), "other aud: {:?}", a.www_authenticate);
+
+    // Malformed Authorization headers: 400 invalid_request.
+    for value in ["Bearer", "Bearer ", "Bearer a b"] {
+        let a = call(&handler, reqwest::Method::GET, Some(value)).await;
+        assert_eq!(a.status, 400, "Authorization: {value:?}: {}", a.body);
+        assert!(a.www_authenticate.contains(r#"error="invalid_request""#), "{value:?}: {:?}", a.www_authenticate);
+    }
+
+    // Still alive, and the valid token still works after all of that.
+    let a = call(&handler, reqwest::Method::GET, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(a.status, 200, "valid token again");
+    drop(handler);
+    drop(provider);
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_gone_before_any_keys_gives_503() {
+    let logs = log_dir("gone");
+    // A real token from a provider that is then stopped: its port is closed from here on.
+    let provider = Provider::start(&logs);
+    let issuer = provider.issuer.clone();
+    let token = fetch_token(&provider, AUDIENCE).await;
+    drop(provider);
+
+    let mut handler = Handler::start(&issuer, &logs).await;
+    let a = call(&handler, reqwest::Method::GET, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(a.status, 503, "no signing keys obtainable: {}", a.body);
+    let retry_after = a.retry_after.unwrap_or_default();
+    assert!(
+        !retry_after.is_empty() && retry_after.bytes().all(|b| b.is_ascii_digit()),
+        "503 needs Retry-After in seconds, got {retry_after:?}"
+    );
+    assert!(handler.proc.exited().is_none(), "the handler must stay up without keys");
+    drop(handler);
+    let _ = std::fs::remove_dir_all(&logs);
+}
