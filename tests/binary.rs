@@ -1,0 +1,137 @@
+//! The built `handler` binary started the way the Functions host starts it: environment,
+//! port, app root; start-up failures exit non-zero naming the setting; a SIGKILL and a
+//! restart lose nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Kills the child when dropped, even if the test panics.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn handler(port: u16, app_root: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+    command
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_APP_ROOT_PATH", app_root)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A plain HTTP/1.1 GET on loopback; `None` while nothing listens.
+fn http_get(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Polls the readiness probe like the host does (every 25 ms), bounded.
+fn wait_ready(port: u16) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if http_get(port, "/", "").is_some() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("handler did not answer GET / within 20 s");
+}
+
+#[test]
+fn missing_audience_exits_non_zero_naming_the_variable() {
+    let output = handler(free_port(), &repo_root(), &[("AUTH0_DOMAIN", "t.auth0.com")]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("AUTH_AUDIENCE"), "{stderr}");
+}
+
+#[test]
+fn insecure_issuer_exits_non_zero_naming_the_variable() {
+    let env = [("AUTH_ISSUER", "http://login.example.com/"), ("AUTH_AUDIENCE", "a")];
+    let output = handler(free_port(), &repo_root(), &env).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("AUTH_ISSUER"));
+}
+
+#[test]
+fn a_function_folder_without_a_handler_exits_non_zero_naming_the_file() {
+    let root = std::env::temp_dir().join(format!("azfn-auth-unknown-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("api-z")).unwrap();
+    std::fs::copy(repo_root().join("api-a/function.json"), root.join("api-z/function.json")).unwrap();
+    let env = [("AUTH0_DOMAIN", "t.auth0.com"), ("AUTH_AUDIENCE", "a")];
+    let output = handler(free_port(), &root, &env).output().unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("api-z/function.json"));
+}
+
+#[test]
+fn port_in_use_exits_non_zero() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let env = [("AUTH0_DOMAIN", "t.auth0.com"), ("AUTH_AUDIENCE", "a")];
+    let output = handler(port, &repo_root(), &env).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("FUNCTIONS_CUSTOMHANDLER_PORT"));
+}
+
+#[test]
+fn serves_the_shipped_app_root_and_survives_sigkill_and_restart() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = rt.block_on(Idp::start(&[&key]));
+    let port = free_port();
+    let env = [("AUTH_ISSUER", idp.issuer.as_str()), ("AUTH_AUDIENCE", AUDIENCE)];
+    let t = token(&key, &claims(&idp.issuer));
+    let auth = format!("Authorization: Bearer {t}\r\nx-functions-key: k\r\n");
+
+    for round in 0..2 {
+        let mut child = Running(handler(port, &repo_root(), &env).spawn().unwrap());
+        wait_ready(port);
+        assert_eq!(http_get(port, "/", "").unwrap().0, 200);
+        let (status, body) = http_get(port, "/api/api-a", &auth).unwrap();
+        assert_eq!((status, body.as_str()), (200, "Authentication successful"), "round {round}");
+        let (status, body) = http_get(port, "/api/api-a?code=k", "").unwrap();
+        assert_eq!((status, body.as_str()), (401, "No authorization token was found"));
+        // The host kills workers with SIGKILL; no state is lost because there is none.
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let mut stdout = String::new();
+        child.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        assert!(stdout.contains("auth decision"), "decision lines go to stdout: {stdout}");
+        assert!(!stdout.contains(&t), "the token was logged");
+        assert!(!stdout.contains("x-functions-key") && !stdout.contains("code=k"), "the function key was logged");
+    }
+}
