@@ -13,8 +13,9 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use tracing::info;
 
 use crate::auth::Authenticator;
+use crate::auth::Claims;
 use crate::error::AuthError;
-use crate::functions::{self, FunctionRequest, Handler};
+use crate::functions::{self, FunctionRequest, Handler, Registry};
 use crate::layout::AppLayout;
 use crate::protocol::invocation;
 
@@ -31,32 +32,53 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// A function folder with no handler compiled into this binary.
+/// A start-up inconsistency between the function folders and the binary or configuration.
 #[derive(Debug, thiserror::Error)]
-#[error("{name}/function.json: function \"{name}\" has no handler in this binary (known: {known})")]
-pub struct UnknownFunction {
-    /// The function's folder name.
-    pub name: String,
-    /// Functions the binary implements.
-    pub known: String,
+pub enum UnknownFunction {
+    /// A function folder with no handler compiled into this binary.
+    #[error("{name}/function.json: function \"{name}\" has no handler in this binary (known: {known})")]
+    NoHandler {
+        /// The function's folder name.
+        name: String,
+        /// Functions the binary implements.
+        known: String,
+    },
+    /// A policy names an issuer that is not configured.
+    #[error("{name}/auth.json: issuers: {issuer} is not one of the configured issuers (AUTH_ISSUER / AUTH0_DOMAIN)")]
+    UnknownIssuer {
+        /// The function's folder name.
+        name: String,
+        /// The issuer named by its policy.
+        issuer: String,
+    },
 }
 
 impl AppState {
     /// Pairs every discovered function with its handler from [`functions::registry`].
     pub fn new(auth: Authenticator, layout: AppLayout, max_body_bytes: usize) -> Result<Self, UnknownFunction> {
-        let registry = functions::registry();
-        let handlers = layout
-            .functions
-            .iter()
-            .map(|f| {
-                registry.iter().find(|(name, _)| name.eq_ignore_ascii_case(&f.name)).map(|(_, h)| *h).ok_or_else(|| {
-                    UnknownFunction {
-                        name: f.name.clone(),
-                        known: registry.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        Self::with_registry(auth, layout, functions::registry(), max_body_bytes)
+    }
+
+    /// Like [`AppState::new`] with an explicit set of handlers.
+    pub fn with_registry(
+        auth: Authenticator,
+        layout: AppLayout,
+        registry: Registry,
+        max_body_bytes: usize,
+    ) -> Result<Self, UnknownFunction> {
+        let mut handlers = Vec::with_capacity(layout.functions.len());
+        for function in &layout.functions {
+            let Some((_, handler)) = registry.iter().find(|(name, _)| name.eq_ignore_ascii_case(&function.name)) else {
+                return Err(UnknownFunction::NoHandler {
+                    name: function.name.clone(),
+                    known: registry.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                });
+            };
+            if let Some(issuer) = function.policy.issuers().iter().find(|i| !auth.issuers().any(|c| c == i.as_str())) {
+                return Err(UnknownFunction::UnknownIssuer { name: function.name.clone(), issuer: issuer.clone() });
+            }
+            handlers.push(*handler);
+        }
         Ok(Self { auth, layout, handlers, max_body_bytes })
     }
 }
@@ -116,47 +138,83 @@ pub async fn run_function(state: &AppState, index: usize, parts: http::request::
     }
 
     let started = Instant::now();
-    let claims = match state.auth.authenticate(&parts.headers).await {
-        Ok(claims) => claims,
-        Err(error) => return deny(state, &spec.name, error, started),
+    let claims = if spec.policy.is_anonymous() {
+        None
+    } else {
+        let claims = match state.auth.authenticate(&parts.headers).await {
+            Ok(claims) => claims,
+            Err(error) => return deny(state, &spec.name, error, None, started),
+        };
+        if let Err(error) = spec.policy.check(&claims) {
+            return deny(state, &spec.name, error, Some(&claims), started);
+        }
+        Some(claims)
     };
     let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     };
-    let client = claims.client_id().unwrap_or("-").to_owned();
-    let subject = claims.subject().unwrap_or("-").to_owned();
-    let kid = claims.key_id().unwrap_or("-").to_owned();
-    let issuer = claims.issuer().to_owned();
+    let caller = Caller::of(claims.as_deref());
     let handler = state.handlers[index];
     let mut response = handler(FunctionRequest { parts, body, claims }).await;
-    let duration_us = started.elapsed().as_micros() as u64;
+    let outcome = if spec.policy.is_anonymous() { "anonymous" } else { "allowed" };
     info!(
         function = %spec.name,
-        outcome = "allowed",
+        outcome,
         status = response.status().as_u16(),
         auth.reason = "valid token",
-        client_id = %client,
-        sub = %subject,
-        kid = %kid,
-        iss = %issuer,
-        duration_us,
+        client_id = %caller.client,
+        sub = %caller.subject,
+        kid = %caller.kid,
+        iss = %caller.issuer,
+        duration_us = started.elapsed().as_micros() as u64,
         "auth decision"
     );
     response.extensions_mut().insert(Decision(format!(
-        "auth decision: function={} outcome=allowed client_id={client} sub={subject} kid={kid}",
-        spec.name
+        "auth decision: function={} outcome={outcome} client_id={} sub={}",
+        spec.name, caller.client, caller.subject
     )));
     response
 }
 
-fn deny(state: &AppState, function: &str, error: AuthError, started: Instant) -> Response<Body> {
+/// Who called, for the decision log ("-" where unknown).
+struct Caller {
+    client: String,
+    subject: String,
+    kid: String,
+    issuer: String,
+}
+
+impl Caller {
+    fn of(claims: Option<&Claims>) -> Self {
+        let field = |f: fn(&Claims) -> Option<&str>| claims.and_then(f).unwrap_or("-").to_owned();
+        Self {
+            client: field(Claims::client_id),
+            subject: field(Claims::subject),
+            kid: field(Claims::key_id),
+            issuer: field(|c| Some(c.issuer())),
+        }
+    }
+}
+
+fn deny(
+    state: &AppState,
+    function: &str,
+    error: AuthError,
+    claims: Option<&Claims>,
+    started: Instant,
+) -> Response<Body> {
     let status = error.status().as_u16();
     let reason = error.reason();
+    let caller = Caller::of(claims);
     info!(
         function = %function,
         outcome = "denied",
         status,
         auth.reason = %reason,
+        client_id = %caller.client,
+        sub = %caller.subject,
+        kid = %caller.kid,
+        iss = %caller.issuer,
         duration_us = started.elapsed().as_micros() as u64,
         "auth decision"
     );

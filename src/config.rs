@@ -19,7 +19,8 @@
 //! | `AUTH_JWKS_MAX_STALE_SECONDS` | `86400` | how long keys keep serving after the last successful fetch |
 //! | `AUTH_HTTP_TIMEOUT_SECONDS` | `5` | total time for one key set or discovery request (connect: at most 2 s) |
 //! | `AUTH_TOKEN_CACHE_SECONDS` | `300` | longest time a verified token is remembered (0 disables the cache) |
-//! | `AUTH_TOKEN_CACHE_ENTRIES` | `10000` | most verified tokens remembered |
+//! | `AUTH_TOKEN_CACHE_ENTRIES` | `1000` | most verified tokens remembered |
+//! | `AUTH_REQUIRE_AT_JWT` | `false` | accept only RFC 9068 access tokens (`typ: at+jwt`) |
 //! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body (forwarded request or invocation envelope) |
 
 use std::path::PathBuf;
@@ -128,6 +129,8 @@ pub struct AuthConfig {
     pub token_cache_ttl: Duration,
     /// Most cached verified tokens.
     pub token_cache_entries: usize,
+    /// Accept only RFC 9068 access tokens (`typ: at+jwt`), so ID tokens never pass.
+    pub require_access_token_type: bool,
 }
 
 impl AuthConfig {
@@ -142,7 +145,8 @@ impl AuthConfig {
             max_token_bytes: 8192,
             jwks: JwksSettings::default(),
             token_cache_ttl: Duration::from_secs(300),
-            token_cache_entries: 10_000,
+            token_cache_entries: 1_000,
+            require_access_token_type: false,
         }
     }
 }
@@ -195,18 +199,19 @@ impl Config {
         let jwks = JwksSettings {
             refresh: seconds("AUTH_JWKS_REFRESH_SECONDS", defaults.refresh, 10, 86_400)?,
             cooldown: seconds("AUTH_JWKS_COOLDOWN_SECONDS", defaults.cooldown, 0, 3_600)?,
-            max_stale: seconds("AUTH_JWKS_MAX_STALE_SECONDS", defaults.max_stale, 0, 7 * 86_400)?,
+            max_stale: seconds("AUTH_JWKS_MAX_STALE_SECONDS", defaults.max_stale, 10, 7 * 86_400)?,
             http_timeout: seconds("AUTH_HTTP_TIMEOUT_SECONDS", defaults.http_timeout, 1, 30)?,
             ..defaults
         };
-        if jwks.max_stale < jwks.refresh && jwks.max_stale != Duration::ZERO {
+        if jwks.max_stale < jwks.refresh {
             return Err(bad(
                 "AUTH_JWKS_MAX_STALE_SECONDS",
                 "must be at least AUTH_JWKS_REFRESH_SECONDS, or keys would expire between refreshes",
             ));
         }
         let token_cache_ttl = seconds("AUTH_TOKEN_CACHE_SECONDS", Duration::from_secs(300), 0, 86_400)?;
-        let token_cache_entries = number(&get, "AUTH_TOKEN_CACHE_ENTRIES", 10_000, 1, 1_000_000)?;
+        let token_cache_entries = number(&get, "AUTH_TOKEN_CACHE_ENTRIES", 1_000, 1, 1_000_000)?;
+        let require_access_token_type = boolean(&get, "AUTH_REQUIRE_AT_JWT")?;
 
         Ok(Self {
             port,
@@ -222,6 +227,7 @@ impl Config {
                 jwks,
                 token_cache_ttl,
                 token_cache_entries,
+                require_access_token_type,
             },
         })
     }
@@ -245,6 +251,15 @@ fn number(
     match raw.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(bad(variable, format!("must be a whole number from {min} to {max}"))),
+    }
+}
+
+fn boolean(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
+    match get(variable).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" || v == "1" => Ok(true),
+        Some(v) if v == "false" || v == "0" => Ok(false),
+        Some(_) => Err(bad(variable, "must be true or false")),
     }
 }
 
@@ -520,6 +535,17 @@ mod tests {
         vars.push(("AUTH_JWKS_REFRESH_SECONDS", "600"));
         vars.push(("AUTH_JWKS_MAX_STALE_SECONDS", "60"));
         assert_eq!(err(&vars).variable, "AUTH_JWKS_MAX_STALE_SECONDS");
+    }
+
+    #[test]
+    fn require_at_jwt_is_a_boolean() {
+        let mut vars = BASE.to_vec();
+        assert!(!config(&vars).unwrap().auth.require_access_token_type);
+        vars.push(("AUTH_REQUIRE_AT_JWT", "TRUE"));
+        assert!(config(&vars).unwrap().auth.require_access_token_type);
+        vars.pop();
+        vars.push(("AUTH_REQUIRE_AT_JWT", "yes please"));
+        assert_eq!(err(&vars).variable, "AUTH_REQUIRE_AT_JWT");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use http::Method;
 use serde_json::Value;
 
+use crate::auth::policy::Policy;
+
 /// How the host hands HTTP requests to the handler (PROTOCOL.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostMode {
@@ -31,6 +33,8 @@ pub struct FunctionSpec {
     pub trigger: String,
     /// Name of the `http` output binding (`res`, or `$return`).
     pub output: String,
+    /// Authorization rules from `auth.json` beside `function.json`.
+    pub policy: Policy,
 }
 
 /// Routing facts for the whole app.
@@ -96,7 +100,14 @@ impl AppLayout {
             let name = entry.file_name().to_string_lossy().into_owned();
             let bytes = std::fs::read(&file).map_err(|e| bad(&file, e.to_string()))?;
             let doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&file, format!("not valid JSON: {e}")))?;
-            functions.push(Self::read_function(&file, name, &doc)?);
+            let mut function = Self::read_function(&file, name, &doc)?;
+            let policy_file = entry.path().join("auth.json");
+            match std::fs::read(&policy_file) {
+                Ok(bytes) => function.policy = Policy::parse(&bytes).map_err(|e| bad(&policy_file, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(bad(&policy_file, e.to_string())),
+            }
+            functions.push(function);
         }
         functions.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Self { route_prefix, mode, functions })
@@ -159,7 +170,7 @@ impl AppLayout {
             ),
             Some(_) => return Err(bad(file, "bindings[httpTrigger].methods must be an array")),
         };
-        Ok(FunctionSpec { name, route, methods, trigger: trigger_name, output })
+        Ok(FunctionSpec { name, route, methods, trigger: trigger_name, output, policy: Policy::default() })
     }
 
     /// The function whose invocation-mode path (`/<Function>`) is `path`, if the host would

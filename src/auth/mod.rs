@@ -9,6 +9,7 @@ pub mod cache;
 pub mod claims;
 pub mod keys;
 pub mod keystore;
+pub mod policy;
 pub mod token;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Authenticator {
     max_token_bytes: usize,
     realm: String,
     retry_after: Duration,
+    require_access_token_type: bool,
     cache: TokenCache,
 }
 
@@ -56,6 +58,7 @@ impl Authenticator {
             max_token_bytes: config.max_token_bytes,
             realm: config.realm.clone(),
             retry_after: config.jwks.cooldown.max(Duration::from_secs(1)),
+            require_access_token_type: config.require_access_token_type,
             cache: TokenCache::new(config.token_cache_ttl, config.token_cache_entries),
         })
     }
@@ -70,6 +73,11 @@ impl Authenticator {
     /// The key stores, one per issuer.
     pub fn key_stores(&self) -> &[Arc<KeyStore>] {
         &self.issuers
+    }
+
+    /// The configured issuers, in configuration order.
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.issuers.iter().map(|s| s.issuer())
     }
 
     /// Realm for challenges.
@@ -102,6 +110,9 @@ impl Authenticator {
         }
 
         let parsed = token::parse(token, &self.algorithms).map_err(invalid)?;
+        if self.require_access_token_type && !parsed.typ.as_deref().is_some_and(token::is_access_token_type) {
+            return Err(invalid(R::WrongType));
+        }
         let issuer = match parsed.payload.get("iss") {
             Some(Value::String(iss)) => iss,
             Some(_) => return Err(invalid(R::BadClaimType)),

@@ -112,6 +112,11 @@ pub fn check_claims(
     Ok((expires_at, token_audiences))
 }
 
+/// True for the RFC 9068 access-token `typ` (`at+jwt` or `application/at+jwt`, any case).
+pub fn is_access_token_type(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
 fn decode_json(segment: &str) -> Option<Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
     match serde_json::from_slice(&bytes).ok()? {

@@ -20,8 +20,8 @@ pub struct FunctionRequest {
     pub parts: http::request::Parts,
     /// The request body.
     pub body: Bytes,
-    /// Verified token claims.
-    pub claims: Arc<Claims>,
+    /// Verified token claims; `None` only for functions whose policy is anonymous.
+    pub claims: Option<Arc<Claims>>,
 }
 
 /// The future a handler returns.
@@ -30,8 +30,12 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 /// A business handler.
 pub type Handler = fn(FunctionRequest) -> HandlerFuture;
 
+/// Business handlers by function (folder) name.
+pub type Registry = Vec<(&'static str, Handler)>;
+
 /// Every function this binary implements, by folder name. A `function.json` without an
-/// entry here is a start-up error.
-pub fn registry() -> Vec<(&'static str, Handler)> {
+/// entry here is a start-up error. To add a function: a folder with `function.json` (and
+/// optionally `auth.json`), a module here, and a line below.
+pub fn registry() -> Registry {
     vec![("api-a", api_a::handle)]
 }

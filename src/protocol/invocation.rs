@@ -185,6 +185,7 @@ mod tests {
             methods: None,
             trigger: "req".into(),
             output: output.into(),
+            policy: Default::default(),
         }
     }
 

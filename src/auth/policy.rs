@@ -1,0 +1,251 @@
+//! Per-function authorization policy, declared in `<function>/auth.json` next to the
+//! function's `function.json` and read at start-up. It runs after the token verified
+//! (authentication says who called; the policy says what that caller may do here).
+//!
+//! ```json
+//! {
+//!   "scopes":      { "all": ["read:orders"], "any": ["admin", "support"] },
+//!   "permissions": { "all": ["read:orders"] },
+//!   "clients": ["m2m-client-id"],
+//!   "allowClientCredentials": true,
+//!   "issuers": ["https://my-tenant.eu.auth0.com/"]
+//! }
+//! ```
+//! or `{ "anonymous": true }`. A missing file means "any valid token".
+
+use serde::Deserialize;
+
+use super::Claims;
+use crate::error::{AuthError, TokenRejection};
+
+/// Required values: every one of `all`, and at least one of `any` (when non-empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllAny {
+    /// Every one of these is required.
+    #[serde(default)]
+    pub all: Vec<String>,
+    /// At least one of these is required (ignored when empty).
+    #[serde(default)]
+    pub any: Vec<String>,
+}
+
+impl AllAny {
+    fn satisfied_by(&self, held: &[String]) -> bool {
+        self.all.iter().all(|s| held.contains(s)) && (self.any.is_empty() || self.any.iter().any(|s| held.contains(s)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.any.is_empty()
+    }
+
+    /// For the RFC 6750 `scope` attribute: the required values, space-separated.
+    fn describe(&self) -> String {
+        self.all.iter().chain(&self.any).map(String::as_str).collect::<Vec<_>>().join(" ")
+    }
+
+    fn validate(&self, field: &str) -> Result<(), String> {
+        match self.all.iter().chain(&self.any).find(|s| s.is_empty() || s.contains([' ', '"', '\\'])) {
+            Some(_) => Err(format!("{field}: values must be non-empty and contain no spaces, quotes or backslashes")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PolicyDoc {
+    #[serde(default)]
+    anonymous: bool,
+    #[serde(default)]
+    scopes: AllAny,
+    #[serde(default)]
+    permissions: AllAny,
+    #[serde(default)]
+    clients: Option<Vec<String>>,
+    #[serde(default)]
+    allow_client_credentials: Option<bool>,
+    #[serde(default)]
+    issuers: Option<Vec<String>>,
+}
+
+/// What a function requires of its callers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// No token needed; the handler gets no claims.
+    Anonymous,
+    /// A valid token, plus these rules.
+    Token(TokenPolicy),
+    /// Any valid token (no `auth.json`).
+    #[default]
+    AnyValidToken,
+}
+
+/// Rules applied to a verified token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenPolicy {
+    /// Scopes (`scope` / `scp`).
+    pub scopes: AllAny,
+    /// Permissions (Auth0 RBAC `permissions`, Entra ID `roles`).
+    pub permissions: AllAny,
+    /// Allowed client ids (`azp` / `client_id` / `appid`); `None` allows every client.
+    pub clients: Option<Vec<String>>,
+    /// Whether machine-to-machine (`gty: client-credentials`) tokens are accepted.
+    pub allow_client_credentials: bool,
+    /// Issuers accepted for this function; `None` accepts every configured issuer.
+    pub issuers: Option<Vec<String>>,
+}
+
+impl Policy {
+    /// Parses an `auth.json` document. Errors name the field.
+    pub fn parse(json: &[u8]) -> Result<Self, String> {
+        let doc: PolicyDoc = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        if doc.anonymous {
+            let restricted = !doc.scopes.is_empty()
+                || !doc.permissions.is_empty()
+                || doc.clients.is_some()
+                || doc.allow_client_credentials.is_some()
+                || doc.issuers.is_some();
+            if restricted {
+                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials or issuers".into());
+            }
+            return Ok(Self::Anonymous);
+        }
+        doc.scopes.validate("scopes")?;
+        doc.permissions.validate("permissions")?;
+        for (field, list) in [("clients", &doc.clients), ("issuers", &doc.issuers)] {
+            match list {
+                Some(list) if list.is_empty() => {
+                    return Err(format!("{field}: an empty list would refuse every caller"));
+                }
+                Some(list) if list.iter().any(String::is_empty) => {
+                    return Err(format!("{field}: values must be non-empty"));
+                }
+                _ => {}
+            }
+        }
+        Ok(Self::Token(TokenPolicy {
+            scopes: doc.scopes,
+            permissions: doc.permissions,
+            clients: doc.clients,
+            allow_client_credentials: doc.allow_client_credentials.unwrap_or(true),
+            issuers: doc.issuers,
+        }))
+    }
+
+    /// True when no token is needed.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Self::Anonymous)
+    }
+
+    /// Issuers this policy names (to check against configuration at start-up).
+    pub fn issuers(&self) -> &[String] {
+        match self {
+            Self::Token(TokenPolicy { issuers: Some(issuers), .. }) => issuers,
+            _ => &[],
+        }
+    }
+
+    /// Applies the rules to verified claims: 401 for an issuer this function does not
+    /// accept; 403 `insufficient_scope` for missing scopes, permissions or client rights.
+    pub fn check(&self, claims: &Claims) -> Result<(), AuthError> {
+        let Self::Token(policy) = self else { return Ok(()) };
+        if let Some(issuers) = &policy.issuers
+            && !issuers.iter().any(|i| i == claims.issuer())
+        {
+            return Err(AuthError::InvalidToken(TokenRejection::WrongIssuer));
+        }
+        let forbidden = |scope: String| Err(AuthError::InsufficientScope { scope });
+        if !policy.allow_client_credentials && claims.is_client_credentials() {
+            return forbidden(String::new());
+        }
+        if let Some(clients) = &policy.clients
+            && !claims.client_id().is_some_and(|c| clients.iter().any(|allowed| allowed == c))
+        {
+            return forbidden(String::new());
+        }
+        if !policy.scopes.satisfied_by(claims.scopes()) {
+            return forbidden(policy.scopes.describe());
+        }
+        if !policy.permissions.satisfied_by(claims.permissions()) {
+            return forbidden(policy.permissions.describe());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn claims(raw: Value) -> Claims {
+        let Value::Object(map) = raw else { panic!("object expected") };
+        Claims::from_verified("https://a/".into(), vec![], 0, None, map)
+    }
+
+    fn policy(doc: Value) -> Policy {
+        Policy::parse(doc.to_string().as_bytes()).unwrap()
+    }
+
+    fn scope_error(scope: &str) -> Result<(), AuthError> {
+        Err(AuthError::InsufficientScope { scope: scope.into() })
+    }
+
+    #[test]
+    fn missing_policy_accepts_any_valid_token() {
+        assert_eq!(Policy::default().check(&claims(json!({}))), Ok(()));
+    }
+
+    #[test]
+    fn scopes_all_of_and_any_of() {
+        let p = policy(json!({"scopes": {"all": ["read:a"], "any": ["x", "y"]}}));
+        assert_eq!(p.check(&claims(json!({"scope": "read:a y"}))), Ok(()));
+        assert_eq!(p.check(&claims(json!({"scope": "read:a"}))), scope_error("read:a x y"));
+        assert_eq!(p.check(&claims(json!({"scope": "x y"}))), scope_error("read:a x y"));
+        assert_eq!(p.check(&claims(json!({"scp": "read:a x"}))), Ok(()));
+    }
+
+    #[test]
+    fn permissions_are_read_from_auth0_rbac() {
+        let p = policy(json!({"permissions": {"all": ["delete:a"]}}));
+        assert_eq!(p.check(&claims(json!({"permissions": ["delete:a"]}))), Ok(()));
+        assert_eq!(p.check(&claims(json!({"permissions": ["read:a"]}))), scope_error("delete:a"));
+    }
+
+    #[test]
+    fn clients_and_client_credentials() {
+        let p = policy(json!({"clients": ["c1"]}));
+        assert_eq!(p.check(&claims(json!({"azp": "c1"}))), Ok(()));
+        assert_eq!(p.check(&claims(json!({"azp": "c2"}))), scope_error(""));
+        assert_eq!(p.check(&claims(json!({}))), scope_error(""));
+        let no_m2m = policy(json!({"allowClientCredentials": false}));
+        assert_eq!(no_m2m.check(&claims(json!({"gty": "client-credentials"}))), scope_error(""));
+        assert_eq!(no_m2m.check(&claims(json!({"sub": "auth0|user"}))), Ok(()));
+    }
+
+    #[test]
+    fn issuers_restrict_which_configured_issuer_is_accepted() {
+        let p = policy(json!({"issuers": ["https://b/"]}));
+        assert_eq!(p.check(&claims(json!({}))), Err(AuthError::InvalidToken(TokenRejection::WrongIssuer)));
+        assert_eq!(policy(json!({"issuers": ["https://a/"]})).check(&claims(json!({}))), Ok(()));
+    }
+
+    #[test]
+    fn anonymous_policy() {
+        assert!(policy(json!({"anonymous": true})).is_anonymous());
+        let err = Policy::parse(br#"{"anonymous": true, "scopes": {"all": ["a"]}}"#).unwrap_err();
+        assert!(err.starts_with("anonymous"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let unknown = Policy::parse(br#"{"scope": ["a"]}"#).unwrap_err();
+        assert!(unknown.contains("unknown field `scope`"), "{unknown}");
+        let nested = Policy::parse(br#"{"scopes": {"every": ["a"]}}"#).unwrap_err();
+        assert!(nested.contains("every"), "{nested}");
+        assert!(Policy::parse(br#"{"clients": []}"#).unwrap_err().starts_with("clients"));
+        assert!(Policy::parse(br#"{"scopes": {"all": ["a b"]}}"#).unwrap_err().starts_with("scopes"));
+        assert!(Policy::parse(br#"{"scopes": {"all": "read"}}"#).is_err());
+    }
+}
