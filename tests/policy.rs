@@ -1,0 +1,288 @@
+//! Per-function policies (`auth.json`), function discovery from the app root, several
+//! issuers, and typed claims reaching the business handler.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::body::Body;
+use azfn_auth::app::{AppState, UnknownFunction, app};
+use azfn_auth::auth::Authenticator;
+use azfn_auth::config::{AuthConfig, IssuerConfig, KeySource};
+use azfn_auth::functions::{FunctionRequest, HandlerFuture, Registry};
+use azfn_auth::layout::{AppLayout, HostMode};
+use common::*;
+use http::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+/// A scratch app root removed on drop.
+struct AppRoot(PathBuf);
+
+impl AppRoot {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("azfn-auth-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("host.json"), include_str!("../host.json")).unwrap();
+        Self(dir)
+    }
+
+    fn function(&self, name: &str, policy: Option<Value>) -> &Self {
+        let folder = self.0.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("function.json"), include_str!("../api-a/function.json")).unwrap();
+        if let Some(policy) = policy {
+            std::fs::write(folder.join("auth.json"), policy.to_string()).unwrap();
+        }
+        self
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for AppRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A second business handler: reports what the typed claims say.
+fn whoami(request: FunctionRequest) -> HandlerFuture {
+    let text = match &request.claims {
+        Some(c) => format!(
+            "sub={} client={} scopes={} permissions={} m2m={}",
+            c.subject().unwrap_or("-"),
+            c.client_id().unwrap_or("-"),
+            c.scopes().join(","),
+            c.permissions().join(","),
+            c.is_client_credentials()
+        ),
+        None => "anonymous".to_owned(),
+    };
+    Box::pin(async move { Response::new(Body::from(text)) })
+}
+
+fn registry() -> Registry {
+    let mut registry = azfn_auth::functions::registry();
+    registry.push(("api-b", whoami));
+    registry.push(("public", whoami));
+    registry
+}
+
+fn build(root: &Path, config: AuthConfig) -> Result<Arc<AppState>, UnknownFunction> {
+    let layout = AppLayout::load(root).unwrap();
+    AppState::with_registry(Authenticator::new(&config).unwrap(), layout, registry(), 1 << 20).map(Arc::new)
+}
+
+async fn call(router: &axum::Router, path: &str, token: Option<&str>) -> Answer {
+    let mut request = Request::get(path);
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    send(router, request.body(Body::empty()).unwrap()).await
+}
+
+fn assert_forbidden(answer: &Answer, scope: Option<&str>) {
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "body: {}", answer.body);
+    let challenge = answer.challenge().unwrap();
+    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+    if let Some(scope) = scope {
+        assert!(challenge.ends_with(&format!(r#"scope="{scope}""#)), "{challenge}");
+    }
+}
+
+#[tokio::test]
+async fn functions_are_discovered_from_folders_each_with_its_own_policy() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("discovery");
+    root.function("api-a", None)
+        .function("api-b", Some(json!({"scopes": {"all": ["read:b"]}})))
+        .function("public", Some(json!({"anonymous": true})));
+    let state = build(root.path(), auth_config(&idp.issuer)).unwrap();
+    let names: Vec<_> = state.layout.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["api-a", "api-b", "public"]);
+    let router = app(state);
+
+    let read_a = token(&key, &claims(&idp.issuer)); // scope "read:a"
+    assert_ok(&call(&router, "/api/api-a", Some(&read_a)).await);
+    assert_forbidden(&call(&router, "/api/api-b", Some(&read_a)).await, Some("read:b"));
+    let mut c = claims(&idp.issuer);
+    c["scope"] = json!("read:a read:b");
+    let answer = call(&router, "/api/api-b", Some(&token(&key, &c))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "sub=test-client@clients client=test-client scopes=read:a,read:b permissions= m2m=true");
+
+    // Anonymous: no token needed, and the handler gets no claims.
+    let answer = call(&router, "/api/public", None).await;
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "anonymous"));
+    // Authentication still applies to the others.
+    assert_eq!(call(&router, "/api/api-b", None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn one_policy(policy: Value, edit: impl FnOnce(&mut Value)) -> Answer {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("policy");
+    root.function("api-b", Some(policy));
+    let router = app(build(root.path(), auth_config(&idp.issuer)).unwrap());
+    let mut c = claims(&idp.issuer);
+    edit(&mut c);
+    call(&router, "/api/api-b", Some(&token(&key, &c))).await
+}
+
+#[tokio::test]
+async fn scopes_any_of() {
+    let policy = json!({"scopes": {"any": ["admin", "read:a"]}});
+    assert_eq!(one_policy(policy.clone(), |_| {}).await.status, StatusCode::OK);
+    assert_forbidden(&one_policy(policy, |c| c["scope"] = json!("write:a")).await, Some("admin read:a"));
+}
+
+#[tokio::test]
+async fn auth0_rbac_permissions() {
+    let policy = json!({"permissions": {"all": ["delete:orders"]}});
+    assert_forbidden(&one_policy(policy.clone(), |_| {}).await, Some("delete:orders"));
+    let answer = one_policy(policy, |c| c["permissions"] = json!(["delete:orders", "read:orders"])).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.body.contains("permissions=delete:orders,read:orders"));
+}
+
+#[tokio::test]
+async fn allowed_clients() {
+    let policy = json!({"clients": ["billing-service"]});
+    assert_forbidden(&one_policy(policy.clone(), |_| {}).await, None);
+    assert_eq!(one_policy(policy, |c| c["azp"] = json!("billing-service")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn machine_to_machine_tokens_can_be_refused() {
+    let policy = json!({"allowClientCredentials": false});
+    assert_forbidden(&one_policy(policy.clone(), |_| {}).await, None);
+    let user = one_policy(policy, |c| {
+        c.as_object_mut().unwrap().remove("gty");
+        c["sub"] = json!("auth0|user-1");
+    })
+    .await;
+    assert_eq!(user.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn policy_errors_stop_start_up_naming_file_and_field() {
+    let root = AppRoot::new("bad-policy");
+    root.function("api-a", Some(json!({"scopes": {"all": ["a"]}, "scope": "typo"})));
+    let err = AppLayout::load(root.path()).unwrap_err().to_string();
+    assert!(err.contains("api-a/auth.json") && err.contains("scope"), "{err}");
+
+    std::fs::write(root.path().join("api-a/auth.json"), "{not json").unwrap();
+    let err = AppLayout::load(root.path()).unwrap_err().to_string();
+    assert!(err.contains("api-a/auth.json"), "{err}");
+}
+
+#[tokio::test]
+async fn a_policy_naming_an_unconfigured_issuer_stops_start_up() {
+    let root = AppRoot::new("bad-issuer");
+    root.function("api-a", Some(json!({"issuers": ["https://not-configured.example/"]})));
+    let err = build(root.path(), auth_config("https://configured.example/")).unwrap_err().to_string();
+    assert!(err.contains("api-a/auth.json") && err.contains("issuers"), "{err}");
+}
+
+#[tokio::test]
+async fn a_function_folder_without_a_handler_stops_start_up() {
+    let root = AppRoot::new("no-handler");
+    root.function("api-z", None);
+    let err = build(root.path(), auth_config("https://configured.example/")).unwrap_err().to_string();
+    assert!(err.contains("api-z/function.json"), "{err}");
+}
+
+fn two_issuers(a: &Idp, b: &Idp) -> AuthConfig {
+    let mut config = auth_config(&a.issuer);
+    config.issuers.push(IssuerConfig { issuer: b.issuer.clone(), keys: KeySource::Discovery });
+    config
+}
+
+#[tokio::test]
+async fn each_issuer_is_verified_only_with_its_own_keys() {
+    let key_a = rsa_key("rsa-a.pem", "shared-kid");
+    let key_b = rsa_key("rsa-b.pem", "shared-kid");
+    let idp_a = Idp::start(&[&key_a]).await;
+    let idp_b = Idp::start(&[&key_b]).await;
+    let (router, _) = forwarding_app(two_issuers(&idp_a, &idp_b));
+    assert_ok(&with_token(&router, &token(&key_a, &claims(&idp_a.issuer))).await);
+    assert_ok(&with_token(&router, &token(&key_b, &claims(&idp_b.issuer))).await);
+    // Same kid, but signed by A's key while claiming issuer B: B's keys are the only ones tried.
+    assert_invalid_token(&with_token(&router, &token(&key_a, &claims(&idp_b.issuer))).await);
+    assert_invalid_token(&with_token(&router, &token(&key_b, &claims(&idp_a.issuer))).await);
+}
+
+#[tokio::test]
+async fn an_unknown_issuer_costs_no_network_request() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp_a = Idp::start(&[&key]).await;
+    let idp_b = Idp::start(&[&key]).await;
+    let (router, _) = forwarding_app(two_issuers(&idp_a, &idp_b));
+    for i in 0..20 {
+        let t = token(&key, &claims(&format!("https://unknown-{i}.example/")));
+        assert_invalid_token(&with_token(&router, &t).await);
+    }
+    assert_eq!(idp_a.jwks_hits() + idp_a.discovery_hits() + idp_b.jwks_hits() + idp_b.discovery_hits(), 0);
+}
+
+#[tokio::test]
+async fn a_function_can_accept_only_some_issuers() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp_a = Idp::start(&[&key]).await;
+    let idp_b = Idp::start(&[&key]).await;
+    let root = AppRoot::new("issuer-policy");
+    root.function("api-b", Some(json!({"issuers": [idp_b.issuer]})));
+    let router = app(build(root.path(), two_issuers(&idp_a, &idp_b)).unwrap());
+    assert_eq!(call(&router, "/api/api-b", Some(&token(&key, &claims(&idp_b.issuer)))).await.status, StatusCode::OK);
+    assert_invalid_token(&call(&router, "/api/api-b", Some(&token(&key, &claims(&idp_a.issuer)))).await);
+}
+
+#[tokio::test]
+async fn rfc9068_typ_is_required_when_configured() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let mut config = auth_config(&idp.issuer);
+    config.require_access_token_type = true;
+    let (router, _) = forwarding_app(config);
+    let sign = |typ: &str| {
+        sign_raw(&json!({"alg": "RS256", "kid": "key-a", "typ": typ}), &claims(&idp.issuer), &key.encoding, key.alg)
+    };
+    assert_ok(&with_token(&router, &sign("at+jwt")).await);
+    assert_ok(&with_token(&router, &sign("application/at+JWT")).await);
+    // An ID token (typ JWT) is never accepted as an access token.
+    assert_invalid_token(&with_token(&router, &sign("JWT")).await);
+    let untyped = sign_raw(&json!({"alg": "RS256", "kid": "key-a"}), &claims(&idp.issuer), &key.encoding, key.alg);
+    assert_invalid_token(&with_token(&router, &untyped).await);
+}
+
+#[tokio::test]
+async fn insufficient_scope_is_403_in_invocation_mode_too() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("invocation-403");
+    root.function("api-b", Some(json!({"scopes": {"all": ["write:b"]}})));
+    let mut layout = AppLayout::load(root.path()).unwrap();
+    layout.mode = HostMode::Invocation;
+    let state =
+        AppState::with_registry(Authenticator::new(&auth_config(&idp.issuer)).unwrap(), layout, registry(), 1 << 20);
+    let router = app(Arc::new(state.unwrap()));
+    let envelope = json!({"Data": {"req": {
+        "Url": "https://app/api/api-b", "Method": "GET",
+        "Headers": {"Authorization": [format!("Bearer {}", token(&key, &claims(&idp.issuer)))]}
+    }}, "Metadata": {}});
+    let request = Request::post("/api-b").body(Body::from(envelope.to_string())).unwrap();
+    let answer = send(&router, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let result: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(result["Outputs"]["res"]["statusCode"], 403);
+    assert!(result["Outputs"]["res"]["headers"]["www-authenticate"].as_str().unwrap().contains(r#"scope="write:b""#));
+}
