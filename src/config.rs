@@ -6,8 +6,8 @@
 //! | `FUNCTIONS_CUSTOMHANDLER_PORT` | `FUNCTIONS_HTTPWORKER_PORT`, then `8080` | loopback port to listen on (set by the host) |
 //! | `FUNCTIONS_APP_ROOT_PATH` | current directory | app root holding `host.json` and `*/function.json` (set by the host) |
 //! | `AUTH0_DOMAIN` | – | Auth0 tenant host; issuer `https://DOMAIN/`, keys `https://DOMAIN/.well-known/jwks.json` |
-//! | `AUTH_ISSUER` | – | OIDC issuer URL(s), comma-separated; keys found through discovery (exclusive with `AUTH0_DOMAIN`) |
-//! | `AUTH_AUDIENCE` | required | accepted audiences, comma-separated, any-of |
+//! | `AUTH_ISSUER` | – | OIDC issuer URL(s), comma-separated, each optionally followed by `\|aud1\|aud2` (its own audiences); keys found through discovery (exclusive with `AUTH0_DOMAIN`) |
+//! | `AUTH_AUDIENCE` | required unless every issuer lists its own | accepted audiences, comma-separated, any-of |
 //! | `AUTH_JWKS_URI` | from the issuer | key set URL override (single issuer only) |
 //! | `AUTH_PUBLIC_KEY` | – | PEM certificate or public key used instead of a key set (single issuer only) |
 //! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA) |
@@ -74,6 +74,8 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// Where its keys come from.
     pub keys: KeySource,
+    /// Audiences accepted from this issuer; `None` means [`AuthConfig::audiences`].
+    pub audiences: Option<Vec<String>>,
 }
 
 /// Timing and size bounds for fetching signing keys.
@@ -113,7 +115,7 @@ impl Default for JwksSettings {
 pub struct AuthConfig {
     /// Trusted issuers (at least one).
     pub issuers: Vec<IssuerConfig>,
-    /// Accepted audiences, any-of.
+    /// Accepted audiences, any-of, for issuers that do not list their own.
     pub audiences: Vec<String>,
     /// Allowed signature algorithms; never `none` or HMAC.
     pub algorithms: Vec<Algorithm>,
@@ -137,7 +139,7 @@ impl AuthConfig {
     /// A configuration for one issuer with every other setting at its default.
     pub fn new(issuer: impl Into<String>, keys: KeySource, audiences: Vec<String>) -> Self {
         Self {
-            issuers: vec![IssuerConfig { issuer: issuer.into(), keys }],
+            issuers: vec![IssuerConfig { issuer: issuer.into(), keys, audiences: None }],
             audiences,
             algorithms: vec![Algorithm::RS256],
             clock_skew: Duration::from_secs(30),
@@ -178,12 +180,11 @@ impl Config {
         };
         let max_body_bytes = number(&get, "HANDLER_MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024)?;
 
+        let issuers = issuers(&get)?;
         let audiences = list(get("AUTH_AUDIENCE"));
-        if audiences.is_empty() {
+        if audiences.is_empty() && issuers.iter().any(|i| i.audiences.is_none()) {
             return Err(bad("AUTH_AUDIENCE", "required: the API identifier(s) tokens must be issued for"));
         }
-
-        let issuers = issuers(&get)?;
         let algorithms = algorithms(get("AUTH_ALGORITHMS"))?;
         let clock_skew = Duration::from_secs(number(&get, "AUTH_CLOCK_SKEW_SECONDS", 30, 0, 300)? as u64);
         let realm = get("AUTH_REALM").unwrap_or_else(|| "api".to_owned());
@@ -297,17 +298,24 @@ fn issuers(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<IssuerConfig>, C
                 ));
             };
             let jwks = base.join(".well-known/jwks.json").map_err(|e| bad("AUTH0_DOMAIN", e.to_string()))?;
-            vec![IssuerConfig { issuer: base.to_string(), keys: KeySource::JwksUri(jwks) }]
+            vec![IssuerConfig { issuer: base.to_string(), keys: KeySource::JwksUri(jwks), audiences: None }]
         }
         (None, Some(raw)) => {
             let names = list(Some(raw));
             let mut out = Vec::with_capacity(names.len());
-            for issuer in names {
+            for entry in names {
+                let mut fields = entry.split('|').map(str::trim);
+                let issuer = fields.next().unwrap_or_default().to_owned();
+                let own: Vec<String> = fields.map(str::to_owned).collect();
+                if own.iter().any(String::is_empty) {
+                    return Err(bad("AUTH_ISSUER", "an audience after '|' is empty"));
+                }
                 check_url("AUTH_ISSUER", &issuer)?;
                 if out.iter().any(|i: &IssuerConfig| i.issuer == issuer) {
                     return Err(bad("AUTH_ISSUER", "lists the same issuer twice"));
                 }
-                out.push(IssuerConfig { issuer, keys: KeySource::Discovery });
+                let audiences = (!own.is_empty()).then_some(own);
+                out.push(IssuerConfig { issuer, keys: KeySource::Discovery, audiences });
             }
             out
         }
@@ -489,6 +497,20 @@ mod tests {
         let mut vars = vec![("AUTH_ISSUER", "https://a.example/, https://b.example/"), ("AUTH_AUDIENCE", "x")];
         vars.push(("AUTH_JWKS_URI", "https://a.example/keys"));
         assert_eq!(err(&vars).variable, "AUTH_JWKS_URI");
+    }
+
+    #[test]
+    fn issuers_may_carry_their_own_audiences() {
+        let c = config(&[("AUTH_ISSUER", "https://a.example/|api://a1|api://a2, https://b.example/")]);
+        assert_eq!(c.unwrap_err().variable, "AUTH_AUDIENCE", "b has no audience of its own");
+        let c = config(&[("AUTH_ISSUER", "https://a.example/|api://a1|api://a2, https://b.example/|api://b")]).unwrap();
+        assert_eq!(c.auth.issuers[0].audiences, Some(vec!["api://a1".to_owned(), "api://a2".to_owned()]));
+        assert_eq!(c.auth.issuers[1].audiences, Some(vec!["api://b".to_owned()]));
+        assert!(c.auth.audiences.is_empty());
+        let c = config(&[("AUTH_ISSUER", "https://a.example/|x, https://b.example/"), ("AUTH_AUDIENCE", "shared")])
+            .unwrap();
+        assert_eq!(c.auth.issuers[1].audiences, None);
+        assert_eq!(err(&[("AUTH_ISSUER", "https://a.example/|"), ("AUTH_AUDIENCE", "x")]).variable, "AUTH_ISSUER");
     }
 
     #[test]

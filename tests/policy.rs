@@ -203,7 +203,7 @@ async fn a_function_folder_without_a_handler_stops_start_up() {
 
 fn two_issuers(a: &Idp, b: &Idp) -> AuthConfig {
     let mut config = auth_config(&a.issuer);
-    config.issuers.push(IssuerConfig { issuer: b.issuer.clone(), keys: KeySource::Discovery });
+    config.issuers.push(IssuerConfig { issuer: b.issuer.clone(), keys: KeySource::Discovery, audiences: None });
     config
 }
 
@@ -219,6 +219,26 @@ async fn each_issuer_is_verified_only_with_its_own_keys() {
     // Same kid, but signed by A's key while claiming issuer B: B's keys are the only ones tried.
     assert_invalid_token(&with_token(&router, &token(&key_a, &claims(&idp_b.issuer))).await);
     assert_invalid_token(&with_token(&router, &token(&key_b, &claims(&idp_a.issuer))).await);
+}
+
+#[tokio::test]
+async fn each_issuer_can_have_its_own_audiences() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp_a = Idp::start(&[&key]).await;
+    let idp_b = Idp::start(&[&key]).await;
+    let mut config = two_issuers(&idp_a, &idp_b);
+    config.issuers[1].audiences = Some(vec!["api://staging".into()]);
+    let (router, _) = forwarding_app(config);
+    let with_aud = |issuer: &str, aud: &str| {
+        let mut c = claims(issuer);
+        c["aud"] = json!(aud);
+        token(&key, &c)
+    };
+    assert_ok(&with_token(&router, &with_aud(&idp_a.issuer, AUDIENCE)).await);
+    assert_ok(&with_token(&router, &with_aud(&idp_b.issuer, "api://staging")).await);
+    // Each issuer's audiences are its own: no crossing over.
+    assert_invalid_token(&with_token(&router, &with_aud(&idp_b.issuer, AUDIENCE)).await);
+    assert_invalid_token(&with_token(&router, &with_aud(&idp_a.issuer, "api://staging")).await);
 }
 
 #[tokio::test]

@@ -31,7 +31,8 @@ use keystore::KeyError;
 #[derive(Debug)]
 pub struct Authenticator {
     issuers: Vec<Arc<KeyStore>>,
-    audiences: Vec<String>,
+    /// Accepted audiences, per issuer (index-aligned with `issuers`).
+    audiences: Vec<Vec<String>>,
     algorithms: Vec<Algorithm>,
     skew: i64,
     max_token_bytes: usize,
@@ -52,7 +53,11 @@ impl Authenticator {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             issuers,
-            audiences: config.audiences.clone(),
+            audiences: config
+                .issuers
+                .iter()
+                .map(|issuer| issuer.audiences.clone().unwrap_or_else(|| config.audiences.clone()))
+                .collect(),
             algorithms: config.algorithms.clone(),
             skew: config.clock_skew.as_secs() as i64,
             max_token_bytes: config.max_token_bytes,
@@ -135,7 +140,7 @@ impl Authenticator {
             _ => return Err(invalid(R::BadSignature)),
         }
         let (expires_at, audiences) =
-            token::check_claims(&parsed.payload, now, self.skew, &self.audiences).map_err(invalid)?;
+            token::check_claims(&parsed.payload, now, self.skew, &self.audiences[store_index]).map_err(invalid)?;
         let issuer = self.issuers[store_index].issuer().to_owned();
         let key_id = key.kid.clone();
         let claims = Arc::new(Claims::from_verified(issuer, audiences, expires_at, key_id, parsed.payload));
