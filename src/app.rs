@@ -14,9 +14,10 @@ use tracing::info;
 
 use crate::auth::Authenticator;
 use crate::auth::Claims;
-use crate::error::AuthError;
+use crate::error::{AuthError, ChallengeContext};
 use crate::functions::{self, FunctionRequest, Handler, Registry};
 use crate::layout::AppLayout;
+use crate::metadata::{self, ResourceMetadata};
 use crate::protocol::invocation;
 
 /// Everything a request needs, built once at start-up.
@@ -26,10 +27,23 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Routes and modes from host.json / function.json.
     pub layout: AppLayout,
-    /// Business handlers, index-aligned with `layout.functions`.
-    pub handlers: Vec<Handler>,
+    /// What serves each function, index-aligned with `layout.functions`.
+    pub endpoints: Vec<Endpoint>,
     /// Largest request body (or invocation envelope) read.
     pub max_body_bytes: usize,
+    /// RFC 9728 metadata, when `AUTH_RESOURCE` is set.
+    pub resource_metadata: Option<ResourceMetadata>,
+    /// Parameters of every challenge.
+    pub challenge: ChallengeContext,
+}
+
+/// What answers a function's requests.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    /// A business handler, behind authentication and the function's policy.
+    Business(Handler),
+    /// The RFC 9728 metadata document (a folder routed to `.well-known/oauth-protected-resource`).
+    ResourceMetadata,
 }
 
 /// A start-up inconsistency between the function folders and the binary or configuration.
@@ -42,6 +56,14 @@ pub enum UnknownFunction {
         name: String,
         /// Functions the binary implements.
         known: String,
+    },
+    /// A folder routes to the metadata document but `AUTH_RESOURCE` is not set.
+    #[error("{name}/function.json: route {route} needs AUTH_RESOURCE to be set")]
+    MetadataDisabled {
+        /// The function's folder name.
+        name: String,
+        /// Its route.
+        route: &'static str,
     },
     /// A policy names an issuer that is not configured.
     #[error("{name}/auth.json: issuers: {issuer} is not one of the configured issuers (AUTH_ISSUER / AUTH0_DOMAIN)")]
@@ -66,8 +88,18 @@ impl AppState {
         registry: Registry,
         max_body_bytes: usize,
     ) -> Result<Self, UnknownFunction> {
-        let mut handlers = Vec::with_capacity(layout.functions.len());
+        let mut endpoints = Vec::with_capacity(layout.functions.len());
         for function in &layout.functions {
+            if function.route.eq_ignore_ascii_case(metadata::ROUTE) {
+                if auth.resource().is_none() {
+                    return Err(UnknownFunction::MetadataDisabled {
+                        name: function.name.clone(),
+                        route: metadata::ROUTE,
+                    });
+                }
+                endpoints.push(Endpoint::ResourceMetadata);
+                continue;
+            }
             let Some((_, handler)) = registry.iter().find(|(name, _)| name.eq_ignore_ascii_case(&function.name)) else {
                 return Err(UnknownFunction::NoHandler {
                     name: function.name.clone(),
@@ -77,9 +109,13 @@ impl AppState {
             if let Some(issuer) = function.policy.issuers().iter().find(|i| !auth.issuers().any(|c| c == i.as_str())) {
                 return Err(UnknownFunction::UnknownIssuer { name: function.name.clone(), issuer: issuer.clone() });
             }
-            handlers.push(*handler);
+            endpoints.push(Endpoint::Business(*handler));
         }
-        Ok(Self { auth, layout, handlers, max_body_bytes })
+        let resource_metadata =
+            auth.resource().map(|resource| ResourceMetadata::new(resource, auth.issuers(), &layout));
+        let mut challenge = auth.challenge_context();
+        challenge.resource_metadata = resource_metadata.as_ref().map(|m| m.url.clone());
+        Ok(Self { auth, layout, endpoints, max_body_bytes, resource_metadata, challenge })
     }
 }
 
@@ -104,6 +140,11 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
         && let Some(index) = state.layout.invocation_target(path)
     {
         return invocation::handle(&state, index, request).await;
+    }
+    if let Some(metadata) = &state.resource_metadata
+        && metadata.serves(path)
+    {
+        return metadata_document(metadata, request.method());
     }
     if let Some(index) = state.layout.route_target(path) {
         let (parts, body) = request.into_parts();
@@ -137,6 +178,13 @@ pub async fn run_function(state: &AppState, index: usize, parts: http::request::
         return response;
     }
 
+    let handler = match state.endpoints[index] {
+        Endpoint::Business(handler) => handler,
+        Endpoint::ResourceMetadata => match &state.resource_metadata {
+            Some(metadata) => return metadata_document(metadata, &parts.method),
+            None => return plain(StatusCode::NOT_FOUND, "Not Found"),
+        },
+    };
     let started = Instant::now();
     let claims = if spec.policy.is_anonymous() {
         None
@@ -154,7 +202,6 @@ pub async fn run_function(state: &AppState, index: usize, parts: http::request::
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     };
     let caller = Caller::of(claims.as_deref());
-    let handler = state.handlers[index];
     let mut response = handler(FunctionRequest { parts, body, claims }).await;
     let outcome = if spec.policy.is_anonymous() { "anonymous" } else { "allowed" };
     info!(
@@ -173,6 +220,20 @@ pub async fn run_function(state: &AppState, index: usize, parts: http::request::
         "auth decision: function={} outcome={outcome} client_id={} sub={}",
         spec.name, caller.client, caller.subject
     )));
+    response
+}
+
+/// The RFC 9728 document: public, cacheable, GET/HEAD only.
+fn metadata_document(metadata: &ResourceMetadata, method: &Method) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let mut response = Response::new(Body::from(metadata.document.clone()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     response
 }
 
@@ -218,7 +279,7 @@ fn deny(
         duration_us = started.elapsed().as_micros() as u64,
         "auth decision"
     );
-    let mut response = error.into_response(state.auth.realm(), state.auth.retry_after_secs());
+    let mut response = error.into_response(&state.challenge);
     response
         .extensions_mut()
         .insert(Decision(format!("auth decision: function={function} outcome=denied status={status} reason={reason}")));

@@ -21,6 +21,7 @@
 //! | `AUTH_TOKEN_CACHE_SECONDS` | `300` | longest time a verified token is remembered (0 disables the cache) |
 //! | `AUTH_TOKEN_CACHE_ENTRIES` | `1000` | most verified tokens remembered |
 //! | `AUTH_REQUIRE_AT_JWT` | `false` | accept only RFC 9068 access tokens (`typ: at+jwt`) |
+//! | `AUTH_RESOURCE` | – | this API's resource identifier (https URL); publishes RFC 9728 metadata when set |
 //! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body (forwarded request or invocation envelope) |
 
 use std::path::PathBuf;
@@ -133,6 +134,8 @@ pub struct AuthConfig {
     pub token_cache_entries: usize,
     /// Accept only RFC 9068 access tokens (`typ: at+jwt`), so ID tokens never pass.
     pub require_access_token_type: bool,
+    /// Resource identifier for RFC 9728 metadata; `None` publishes none.
+    pub resource: Option<Url>,
 }
 
 impl AuthConfig {
@@ -149,6 +152,7 @@ impl AuthConfig {
             token_cache_ttl: Duration::from_secs(300),
             token_cache_entries: 1_000,
             require_access_token_type: false,
+            resource: None,
         }
     }
 }
@@ -213,6 +217,7 @@ impl Config {
         let token_cache_ttl = seconds("AUTH_TOKEN_CACHE_SECONDS", Duration::from_secs(300), 0, 86_400)?;
         let token_cache_entries = number(&get, "AUTH_TOKEN_CACHE_ENTRIES", 1_000, 1, 1_000_000)?;
         let require_access_token_type = boolean(&get, "AUTH_REQUIRE_AT_JWT")?;
+        let resource = get("AUTH_RESOURCE").map(|r| check_url("AUTH_RESOURCE", &r)).transpose()?;
 
         Ok(Self {
             port,
@@ -229,6 +234,7 @@ impl Config {
                 token_cache_ttl,
                 token_cache_entries,
                 require_access_token_type,
+                resource,
             },
         })
     }

@@ -101,6 +101,17 @@ pub enum TokenRejection {
     IssuedInFuture,
 }
 
+/// Fixed parts of every challenge, from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeContext {
+    /// `realm` attribute.
+    pub realm: String,
+    /// Seconds in `Retry-After` on 503.
+    pub retry_after_secs: u64,
+    /// RFC 9728 metadata URL, when published.
+    pub resource_metadata: Option<String>,
+}
+
 /// Body sent when no token was presented (the text Auth0's Node middleware uses).
 pub const MISSING_TOKEN_BODY: &str = "No authorization token was found";
 
@@ -132,36 +143,44 @@ impl AuthError {
     }
 
     /// The `WWW-Authenticate` value, if this failure carries a challenge.
-    pub fn challenge(&self, realm: &str) -> Option<String> {
+    pub fn challenge(&self, context: &ChallengeContext) -> Option<String> {
+        let realm = &context.realm;
+        // RFC 9728 §5.1: point clients at the protected-resource metadata, when published.
+        let metadata = context
+            .resource_metadata
+            .as_deref()
+            .map(|url| format!(r#", resource_metadata="{url}""#))
+            .unwrap_or_default();
         let with_error = |code: &str| {
-            format!(r#"Bearer realm="{realm}", error="{code}", error_description="{}""#, self.client_text())
+            format!(r#"Bearer realm="{realm}", error="{code}", error_description="{}"{metadata}"#, self.client_text())
         };
         match self {
-            Self::MissingToken => Some(format!(r#"Bearer realm="{realm}""#)),
+            Self::MissingToken => Some(format!(r#"Bearer realm="{realm}"{metadata}"#)),
             Self::InvalidRequest(_) => Some(with_error("invalid_request")),
             Self::InvalidToken(_) => Some(with_error("invalid_token")),
+            Self::InsufficientScope { scope } if scope.is_empty() => Some(with_error("insufficient_scope")),
             Self::InsufficientScope { scope } => Some(format!(
-                r#"Bearer realm="{realm}", error="insufficient_scope", error_description="{}", scope="{scope}""#,
+                r#"Bearer realm="{realm}", error="insufficient_scope", error_description="{}"{metadata}, scope="{scope}""#,
                 self.client_text()
             )),
             Self::KeysUnavailable => None,
         }
     }
 
-    /// The full HTTP answer. `retry_after` is used for 503.
-    pub fn into_response(self, realm: &str, retry_after_secs: u64) -> Response<Body> {
+    /// The full HTTP answer.
+    pub fn into_response(self, context: &ChallengeContext) -> Response<Body> {
         let mut response = Response::new(Body::from(self.client_text()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.challenge(realm)
+        if let Some(challenge) = self.challenge(context)
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if self == Self::KeysUnavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(context.retry_after_secs.max(1)));
         }
         response
     }
@@ -172,7 +191,8 @@ mod tests {
     use super::*;
 
     fn answer(err: AuthError) -> (StatusCode, Option<String>, Option<String>) {
-        let r = err.into_response("api", 30);
+        let context = ChallengeContext { realm: "api".into(), retry_after_secs: 30, resource_metadata: None };
+        let r = err.into_response(&context);
         let get = |name| r.headers().get(name).map(|v: &HeaderValue| v.to_str().unwrap().to_owned());
         (r.status(), get(header::WWW_AUTHENTICATE), get(header::RETRY_AFTER))
     }
@@ -213,6 +233,32 @@ mod tests {
         let challenge = challenge.unwrap();
         assert!(challenge.contains(r#"error="insufficient_scope""#));
         assert!(challenge.ends_with(r#"scope="read:a write:a""#));
+    }
+
+    #[test]
+    fn insufficient_client_rights_name_no_scope() {
+        let (status, challenge, _) = answer(AuthError::InsufficientScope { scope: String::new() });
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!challenge.unwrap().contains("scope=\""));
+    }
+
+    #[test]
+    fn challenges_point_to_resource_metadata_when_published() {
+        let context = ChallengeContext {
+            realm: "api".into(),
+            retry_after_secs: 30,
+            resource_metadata: Some("https://app.example/.well-known/oauth-protected-resource".into()),
+        };
+        assert_eq!(
+            AuthError::MissingToken.challenge(&context).as_deref(),
+            Some(r#"Bearer realm="api", resource_metadata="https://app.example/.well-known/oauth-protected-resource""#)
+        );
+        assert!(
+            AuthError::InvalidToken(TokenRejection::Expired)
+                .challenge(&context)
+                .unwrap()
+                .contains("resource_metadata=")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`app`]: the router (readiness, invocation, forwarding/proxy) and the one request path.
 //! - [`protocol`]: the invocation envelope, converted to and from `http` types at the edge.
 //! - [`auth`]: bearer parsing, signing keys, token verification, verified-token cache.
+//! - [`metadata`]: optional RFC 9728 protected-resource metadata.
 //! - [`error`]: the failure → status / `WWW-Authenticate` table (RFC 6750).
 //! - [`functions`]: business handlers, one per Azure function.
 //! - [`telemetry`]: logging to stdout.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod functions;
 pub mod layout;
+pub mod metadata;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;

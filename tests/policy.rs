@@ -306,3 +306,61 @@ async fn insufficient_scope_is_403_in_invocation_mode_too() {
     assert_eq!(result["Outputs"]["res"]["statusCode"], 403);
     assert!(result["Outputs"]["res"]["headers"]["www-authenticate"].as_str().unwrap().contains(r#"scope="write:b""#));
 }
+
+// ---- RFC 9728 protected resource metadata (optional) ----
+
+fn with_resource(issuer: &str) -> AuthConfig {
+    let mut config = auth_config(issuer);
+    config.resource = Some("https://my-api.example.net/api".parse().unwrap());
+    config
+}
+
+#[tokio::test]
+async fn resource_metadata_is_published_and_advertised_when_configured() {
+    let idp = Idp::start(&[]).await;
+    let (router, _) = forwarding_app(with_resource(&idp.issuer));
+    let answer = call(&router, "/.well-known/oauth-protected-resource/api", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    let doc: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(doc["resource"], "https://my-api.example.net/api");
+    assert_eq!(doc["authorization_servers"], json!([idp.issuer]));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    let challenge = call(&router, "/api/api-a", None).await;
+    assert_eq!(
+        challenge.challenge(),
+        Some(
+            r#"Bearer realm="api", resource_metadata="https://my-api.example.net/.well-known/oauth-protected-resource/api""#
+        )
+    );
+}
+
+#[tokio::test]
+async fn resource_metadata_is_reachable_through_a_function_route() {
+    let idp = Idp::start(&[]).await;
+    let root = AppRoot::new("metadata");
+    root.function("api-b", Some(json!({"scopes": {"all": ["read:b"]}}))).function("oauth-metadata", None);
+    let folder = root.path().join("oauth-metadata");
+    let mut function: Value = serde_json::from_str(include_str!("../api-a/function.json")).unwrap();
+    function["bindings"][0]["route"] = json!(".well-known/oauth-protected-resource");
+    function["bindings"][0]["authLevel"] = json!("anonymous");
+    std::fs::write(folder.join("function.json"), function.to_string()).unwrap();
+
+    let err = build(root.path(), auth_config(&idp.issuer)).unwrap_err().to_string();
+    assert!(err.contains("AUTH_RESOURCE"), "{err}");
+
+    let router = app(build(root.path(), with_resource(&idp.issuer)).unwrap());
+    let answer = call(&router, "/api/.well-known/oauth-protected-resource", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(doc["scopes_supported"], json!(["read:b"]));
+    let challenge = call(&router, "/api/api-b", None).await;
+    assert!(
+        challenge
+            .challenge()
+            .unwrap()
+            .contains(r#"resource_metadata="https://my-api.example.net/api/.well-known/oauth-protected-resource""#),
+        "{:?}",
+        challenge.challenge()
+    );
+}

@@ -23,7 +23,7 @@ pub use claims::Claims;
 pub use keystore::KeyStore;
 
 use crate::config::AuthConfig;
-use crate::error::{AuthError, TokenRejection};
+use crate::error::{AuthError, ChallengeContext, TokenRejection};
 use cache::TokenCache;
 use keystore::KeyError;
 
@@ -39,6 +39,7 @@ pub struct Authenticator {
     realm: String,
     retry_after: Duration,
     require_access_token_type: bool,
+    resource: Option<reqwest::Url>,
     cache: TokenCache,
 }
 
@@ -64,6 +65,7 @@ impl Authenticator {
             realm: config.realm.clone(),
             retry_after: config.jwks.cooldown.max(Duration::from_secs(1)),
             require_access_token_type: config.require_access_token_type,
+            resource: config.resource.clone(),
             cache: TokenCache::new(config.token_cache_ttl, config.token_cache_entries),
         })
     }
@@ -85,14 +87,18 @@ impl Authenticator {
         self.issuers.iter().map(|s| s.issuer())
     }
 
-    /// Realm for challenges.
-    pub fn realm(&self) -> &str {
-        &self.realm
+    /// The resource identifier for RFC 9728 metadata, when configured.
+    pub fn resource(&self) -> Option<&reqwest::Url> {
+        self.resource.as_ref()
     }
 
-    /// Seconds a client should wait after a 503.
-    pub fn retry_after_secs(&self) -> u64 {
-        self.retry_after.as_secs()
+    /// Challenge parameters from configuration (no resource metadata; the app adds it).
+    pub fn challenge_context(&self) -> ChallengeContext {
+        ChallengeContext {
+            realm: self.realm.clone(),
+            retry_after_secs: self.retry_after.as_secs(),
+            resource_metadata: None,
+        }
     }
 
     /// Reads the bearer token from `headers` and verifies it.

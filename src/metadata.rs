@@ -1,0 +1,93 @@
+//! RFC 9728 OAuth 2.0 Protected Resource Metadata (optional, off unless `AUTH_RESOURCE` is
+//! set): a JSON document telling clients which authorization servers issue tokens for this
+//! API and how to present them, advertised from every challenge (`resource_metadata`).
+//!
+//! Served without authentication at the RFC location (`/.well-known/oauth-protected-resource`
+//! followed by the resource's path) and, so the Functions host can route to it, at
+//! `/<routePrefix>/.well-known/oauth-protected-resource` through a function folder whose
+//! `route` is `.well-known/oauth-protected-resource`.
+
+use reqwest::Url;
+use serde_json::json;
+
+use crate::layout::AppLayout;
+
+/// The route a function folder uses to expose the document through the host.
+pub const ROUTE: &str = ".well-known/oauth-protected-resource";
+
+/// The published document and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMetadata {
+    /// The JSON document.
+    pub document: String,
+    /// URL advertised in challenges.
+    pub url: String,
+    /// Request paths (lower-case) answered with the document.
+    pub paths: Vec<String>,
+}
+
+impl ResourceMetadata {
+    /// Builds the document for `resource`, the given issuers and the scopes the policies use.
+    pub fn new<'a>(resource: &Url, issuers: impl Iterator<Item = &'a str>, layout: &AppLayout) -> Self {
+        let mut scopes: Vec<&str> = layout
+            .functions
+            .iter()
+            .filter_map(|f| match &f.policy {
+                crate::auth::policy::Policy::Token(p) => Some(p.scopes.all.iter().chain(&p.scopes.any)),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut document = json!({
+            "resource": resource.as_str(),
+            "authorization_servers": issuers.collect::<Vec<_>>(),
+            "bearer_methods_supported": ["header"],
+        });
+        if !scopes.is_empty() {
+            document["scopes_supported"] = json!(scopes);
+        }
+
+        let origin = resource.origin().ascii_serialization();
+        let resource_path = resource.path().trim_end_matches('/');
+        let rfc_path = format!("/{ROUTE}{resource_path}");
+        let prefixed = if layout.route_prefix.is_empty() {
+            format!("/{ROUTE}")
+        } else {
+            format!("/{}/{ROUTE}", layout.route_prefix)
+        };
+        // Under the host only a function route is reachable: advertise that when one exists.
+        let routed = layout.functions.iter().any(|f| f.route.eq_ignore_ascii_case(ROUTE));
+        let url = if routed { format!("{origin}{prefixed}") } else { format!("{origin}{rfc_path}") };
+        Self { document: document.to_string(), url, paths: vec![rfc_path.to_ascii_lowercase(), prefixed] }
+    }
+
+    /// True when `path` is one of the document's locations.
+    pub fn serves(&self, path: &str) -> bool {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        self.paths.iter().any(|p| p.eq_ignore_ascii_case(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::HostMode;
+
+    #[test]
+    fn document_lists_issuers_and_locations() {
+        let layout = AppLayout { route_prefix: "api".into(), mode: HostMode::Forwarding, functions: vec![] };
+        let resource = Url::parse("https://app.example.net/api").unwrap();
+        let meta = ResourceMetadata::new(&resource, ["https://t.auth0.com/"].into_iter(), &layout);
+        let doc: serde_json::Value = serde_json::from_str(&meta.document).unwrap();
+        assert_eq!(doc["resource"], "https://app.example.net/api");
+        assert_eq!(doc["authorization_servers"], json!(["https://t.auth0.com/"]));
+        assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(meta.url, "https://app.example.net/.well-known/oauth-protected-resource/api");
+        assert!(meta.serves("/.well-known/oauth-protected-resource/api"));
+        assert!(meta.serves("/api/.well-known/oauth-protected-resource"));
+        assert!(!meta.serves("/api/api-a"));
+    }
+}
