@@ -6,6 +6,9 @@
 //! Everything listens on 127.0.0.1 with ephemeral ports; every process started here is
 //! killed and reaped when its guard drops, also when a check panics.
 
+// Helpers outside #[test] fns: failing loudly is what a test wants.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

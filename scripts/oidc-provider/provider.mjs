@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// Local OpenID Connect provider playing Auth0's role, for scripts/dev.sh and tests/e2e_provider.rs.
+//
+// usage: node scripts/oidc-provider/provider.mjs [--port N] [--host 127.0.0.1]
+//          [--client-id ID] [--client-secret SECRET] [--audience AUD[,AUD...]]
+//          [--scope "read:a write:a"] [--ttl SECONDS] [--ignore-stdin]
+//
+// Built on oauth2-mock-server (pinned in package.json). Endpoints, as on an Auth0 tenant:
+//   GET  /.well-known/openid-configuration   discovery ("issuer" ends with a slash)
+//   GET  /.well-known/jwks.json               JWKS (one RS256 key, with kid)
+//   POST /oauth/token                         client_credentials grant, JSON or form body,
+//                                             client auth in the body or via HTTP Basic
+// Access tokens are RS256 with Auth0's claim shape:
+//   header {alg: RS256, typ: JWT, kid}; payload {iss, sub: "<client_id>@clients", aud, iat, exp,
+//   scope, gty: "client-credentials", azp}
+//
+// Once listening it prints ONE line on stdout (nothing else is written to stdout):
+//   {"event":"ready","issuer":"http://127.0.0.1:PORT/","port":PORT,"token_endpoint":...,"jwks_uri":...}
+// Logs go to stderr. It exits on SIGTERM/SIGINT and when its stdin reaches EOF (so a parent that
+// dies, or drops the pipe, takes it down); --ignore-stdin disables the latter.
+import { OAuth2Server } from "oauth2-mock-server";
+import { parseArgs } from "node:util";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+
+const { values: opt } = parseArgs({
+  options: {
+    port: { type: "string", default: "0" },
+    host: { type: "string", default: "127.0.0.1" },
+    "client-id": { type: "string", default: "dev-client" },
+    "client-secret": { type: "string", default: "dev-secret" },
+    audience: { type: "string", default: "https://api-a.local/" },
+    scope: { type: "string", default: "read:api-a" },
+    ttl: { type: "string", default: "3600" },
+    "ignore-stdin": { type: "boolean", default: false },
+  },
+});
+
+const port = Number(opt.port);
+const ttl = Number(opt.ttl);
+if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${opt.port}`);
+if (!Number.isInteger(ttl) || ttl <= 0) fail(`bad --ttl ${opt.ttl}`);
+const audiences = opt.audience.split(",").map((s) => s.trim()).filter(Boolean);
+const grantedScopes = opt.scope.split(" ").filter(Boolean);
+
+function fail(msg) {
+  console.error(`oidc-provider: ${msg}`);
+  process.exit(2);
+}
+const log = (msg) => console.error(`oidc-provider: ${msg}`);
+
+const server = new OAuth2Server(undefined, undefined, {
+  shouldIssuerUrlBeSuffixedWithATralingSlash: true,
+  endpoints: { token: "/oauth/token", jwks: "/.well-known/jwks.json" },
+});
+// One RS256 signing key with an Auth0-like kid, published with "use": "sig" as Auth0 does.
+const key = await server.issuer.keys.generate("RS256", { kid: randomBytes(16).toString("base64url") });
+await server.issuer.keys.add({ ...key, use: "sig" });
+
+function safeEqual(a, b) {
+  const x = Buffer.from(String(a));
+  const y = Buffer.from(String(b));
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+// Client authentication: client_secret_post (body) or client_secret_basic (Authorization header).
+function clientOf(req) {
+  const m = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? "");
+  if (m) {
+    const raw = Buffer.from(m[1], "base64").toString();
+    const i = raw.indexOf(":");
+    const decode = (s) => { try { return decodeURIComponent(s); } catch { return s; } };
+    if (i >= 0) return { id: decode(raw.slice(0, i)), secret: decode(raw.slice(i + 1)) };
+  }
+  return { id: req.body?.client_id, secret: req.body?.client_secret };
+}
+
+// The scope Auth0 would grant: what the client grant allows, narrowed to what was asked for.
+function scopeFor(req) {
+  const asked = typeof req.body?.scope === "string" ? req.body.scope.split(" ").filter(Boolean) : null;
+  return (asked ? grantedScopes.filter((s) => asked.includes(s)) : grantedScopes).join(" ");
+}
+
+// Claims as Auth0 puts them in a client-credentials access token.
+server.service.on("beforeTokenSigning", (token, req) => {
+  const { id } = clientOf(req);
+  token.payload.sub = `${id}@clients`;
+  token.payload.aud = req.body?.audience;
+  token.payload.azp = id;
+  token.payload.scope = scopeFor(req);
+  token.payload.gty = "client-credentials";
+  token.payload.exp = token.payload.iat + ttl;
+  delete token.payload.nbf; // Auth0 sets none
+});
+
+// Auth0's answers for a bad client / audience / grant replace the token the mock just built.
+server.service.on("beforeResponse", (response, req) => {
+  const body = req.body ?? {};
+  const { id, secret } = clientOf(req);
+  const deny = (statusCode, error, error_description) => {
+    response.statusCode = statusCode;
+    response.body = { error, error_description };
+    log(`token request refused: ${statusCode} ${error}: ${error_description}`);
+  };
+  if (body.grant_type !== "client_credentials") {
+    return deny(403, "unauthorized_client", `Grant type '${body.grant_type}' not allowed for the client.`);
+  }
+  if (!safeEqual(id ?? "", opt["client-id"]) || !safeEqual(secret ?? "", opt["client-secret"])) {
+    return deny(401, "access_denied", "Unauthorized");
+  }
+  if (typeof body.audience !== "string" || body.audience === "") {
+    return deny(403, "access_denied", "No audience parameter was provided, and no default audience has been configured");
+  }
+  if (!audiences.includes(body.audience)) {
+    return deny(403, "access_denied", `Service not found: ${body.audience}`);
+  }
+  const scope = scopeFor(req);
+  response.body = { access_token: response.body.access_token, expires_in: ttl, token_type: "Bearer" };
+  if (scope) response.body.scope = scope;
+  log(`issued token: client=${id} aud=${body.audience} scope="${scope}"`);
+});
+
+await server.start(port, opt.host);
+const actualPort = server.address().port;
+// Issuer on the literal loopback address (not "localhost", which may resolve to ::1 first).
+const hostForUrl = opt.host.includes(":") ? `[${opt.host}]` : opt.host;
+server.issuer.url = `http://${hostForUrl}:${actualPort}/`; // setter keeps the trailing slash
+const issuer = server.issuer.url;
+process.stdout.write(
+  JSON.stringify({
+    event: "ready",
+    issuer,
+    port: actualPort,
+    token_endpoint: `${issuer}oauth/token`,
+    jwks_uri: `${issuer}.well-known/jwks.json`,
+    client_id: opt["client-id"],
+    audiences,
+  }) + "\n",
+);
+log(`listening, issuer ${issuer}`);
+
+let stopping = false;
+function shutdown(why) {
+  if (stopping) return;
+  stopping = true;
+  log(`stopping (${why})`);
+  // Don't wait for keep-alive connections to drain.
+  setTimeout(() => process.exit(0), 500).unref();
+  server.stop().then(() => process.exit(0), () => process.exit(0));
+}
+process.on("SIGTERM", () => shutdown("SIGTERM"));
+process.on("SIGINT", () => shutdown("SIGINT"));
+if (!opt["ignore-stdin"]) {
+  process.stdin.on("end", () => shutdown("stdin closed"));
+  process.stdin.on("error", () => shutdown("stdin error"));
+  process.stdin.resume();
+}
