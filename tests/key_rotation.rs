@@ -263,3 +263,17 @@ async fn slow_key_set_is_bounded_by_the_http_timeout() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     hold.abort();
 }
+
+#[tokio::test]
+async fn a_failed_key_set_fetch_discovers_again() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let (router, state) = forwarding_app(config_with(&idp.issuer, Duration::ZERO, DAY));
+    assert_ok(&with_token(&router, &token(&key, &claims(&idp.issuer))).await);
+    assert_eq!(idp.discovery_hits(), 1);
+    idp.set_mode(IdpMode::Status(404));
+    assert!(!state.auth.key_stores()[0].refresh().await);
+    idp.set_mode(IdpMode::Up);
+    assert!(state.auth.key_stores()[0].refresh().await);
+    assert_eq!(idp.discovery_hits(), 2, "the key set location is looked up again after a failure");
+}

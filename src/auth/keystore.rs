@@ -267,7 +267,16 @@ impl KeyStore {
             }
             None => return Err(FetchError::NoUsableKeys),
         };
-        let body = self.get(uri).await?;
+        let body = match self.get(uri).await {
+            Ok(body) => body,
+            Err(error) => {
+                // The provider may have moved its key set: discover again next time.
+                if *discover {
+                    *jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                return Err(error);
+            }
+        };
         let (keys, rejected) = parse_jwks(&body, &self.policy).map_err(|_| FetchError::Malformed("key set"))?;
         for (kid, why) in rejected {
             warn!(issuer = %self.issuer, kid = kid.as_deref().unwrap_or("-"), reason = %why, "signing key ignored");
