@@ -332,17 +332,15 @@ fn issuers(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<IssuerConfig>, C
         let [only] = issuers.as_mut_slice() else {
             return Err(bad(variable, "can only be used with a single issuer"));
         };
-        only.keys = match (jwks_uri, public_key) {
-            (Some(uri), _) => KeySource::JwksUri(check_url("AUTH_JWKS_URI", &uri)?),
-            (None, Some(pem)) => {
-                // App Settings cannot hold newlines easily; accept `\n` escapes as well.
-                let pem = pem.replace("\\n", "\n");
-                crate::auth::keys::parse_pem(&pem, &crate::auth::keys::KeyPolicy::default())
-                    .map_err(|e| bad("AUTH_PUBLIC_KEY", e.to_string()))?;
-                KeySource::StaticPem(pem)
-            }
-            (None, None) => unreachable!("checked above"),
-        };
+        if let Some(uri) = jwks_uri {
+            only.keys = KeySource::JwksUri(check_url("AUTH_JWKS_URI", &uri)?);
+        } else if let Some(pem) = public_key {
+            // App Settings cannot hold newlines easily; accept `\n` escapes as well.
+            let pem = pem.replace("\\n", "\n");
+            crate::auth::keys::parse_pem(&pem, &crate::auth::keys::KeyPolicy::default())
+                .map_err(|e| bad("AUTH_PUBLIC_KEY", e.to_string()))?;
+            only.keys = KeySource::StaticPem(pem);
+        }
     }
     Ok(issuers)
 }

@@ -1,7 +1,7 @@
 //! The built `handler` binary started the way the Functions host starts it: environment,
 //! port, app root; start-up failures exit non-zero naming the setting; a SIGKILL and a
 //! restart lose nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

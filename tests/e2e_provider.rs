@@ -7,7 +7,7 @@
 //! killed and reaped when its guard drops, also when a check panics.
 
 // Helpers outside #[test] fns: failing loudly is what a test wants.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

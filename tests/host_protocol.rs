@@ -1,7 +1,7 @@
 //! The three ways the Functions host calls the handler (PROTOCOL.md §2-5), over real TCP
 //! on loopback: readiness probe, invocation envelopes (chunked, headers as arrays) and
 //! forwarded / proxied raw requests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -13,46 +13,6 @@ use azfn_auth::layout::HostMode;
 use common::*;
 use http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Serves the app for `mode`/`prefix` on 127.0.0.1:0.
-async fn serve(idp: &Idp, mode: HostMode, prefix: &str) -> SocketAddr {
-    let state = state(auth_config(&idp.issuer), layout(mode, prefix));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
-    addr
-}
-
-/// Sends raw HTTP/1.1 bytes and returns (status, headers text, body), reading until close.
-async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut body = response[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-fn dechunk(mut input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = input.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&input[..line_end]).unwrap().trim(), 16).unwrap();
-        input = &input[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&input[..size]);
-        input = &input[size + 2..];
-    }
-}
 
 /// An invocation POST the way the host sends it: JSON envelope, chunked, no Content-Length.
 fn invocation_request(function: &str, envelope: &Value) -> Vec<u8> {
@@ -84,7 +44,7 @@ fn envelope(authorization: &[String]) -> Value {
 }
 
 async fn invoke(addr: SocketAddr, envelope: &Value) -> Value {
-    let (status, head, body) = raw(addr, &invocation_request("api-a", envelope)).await;
+    let (status, head, body) = raw(addr, invocation_request("api-a", envelope)).await;
     // The host only reads Outputs from a 2xx application/json answer.
     assert_eq!(status, 200, "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
@@ -94,8 +54,8 @@ async fn invoke(addr: SocketAddr, envelope: &Value) -> Value {
 #[tokio::test]
 async fn readiness_probe_answers_at_once_without_auth() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
-    let (status, _, _) = raw(addr, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
+    let (status, _, _) = raw(addr, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".to_vec()).await;
     assert_eq!(status, 200);
     assert_eq!(idp.jwks_hits(), 0);
 }
@@ -104,7 +64,7 @@ async fn readiness_probe_answers_at_once_without_auth() {
 async fn invocation_with_valid_token_returns_200_inside_outputs() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     let t = token(&key, &claims(&idp.issuer));
     let result = invoke(addr, &envelope(&[format!("Bearer {t}")])).await;
     let res = &result["Outputs"]["res"];
@@ -120,7 +80,7 @@ async fn invocation_with_valid_token_returns_200_inside_outputs() {
 #[tokio::test]
 async fn invocation_without_token_returns_401_challenge_inside_outputs() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     let result = invoke(addr, &envelope(&[])).await;
     let res = &result["Outputs"]["res"];
     assert_eq!(res["statusCode"], 401);
@@ -133,7 +93,7 @@ async fn invocation_without_token_returns_401_challenge_inside_outputs() {
 async fn invocation_with_two_authorization_entries_is_400() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     let t = format!("Bearer {}", token(&key, &claims(&idp.issuer)));
     let result = invoke(addr, &envelope(&[t.clone(), t])).await;
     assert_eq!(result["Outputs"]["res"]["statusCode"], 400);
@@ -143,7 +103,7 @@ async fn invocation_with_two_authorization_entries_is_400() {
 #[tokio::test]
 async fn invocation_with_bad_token_is_401_invalid_token() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     let result = invoke(addr, &envelope(&["Bearer a.b.c".into()])).await;
     assert_eq!(result["Outputs"]["res"]["statusCode"], 401);
     assert!(result["Outputs"]["res"]["headers"]["www-authenticate"].as_str().unwrap().contains("invalid_token"));
@@ -154,7 +114,7 @@ async fn invocation_with_keys_unavailable_is_503_inside_outputs() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
     idp.set_mode(IdpMode::Status(500));
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     let result = invoke(addr, &envelope(&[format!("Bearer {}", token(&key, &claims(&idp.issuer)))])).await;
     assert_eq!(result["Outputs"]["res"]["statusCode"], 503);
     assert!(result["Outputs"]["res"]["headers"]["retry-after"].is_string());
@@ -163,15 +123,18 @@ async fn invocation_with_keys_unavailable_is_503_inside_outputs() {
 #[tokio::test]
 async fn malformed_envelope_is_a_clear_400_for_the_caller() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     for bad in [json!({"Data": {}}), json!({"Data": {"req": {"Method": 5}}}), json!([1, 2])] {
         let result = invoke(addr, &bad).await;
         assert_eq!(result["Outputs"]["res"]["statusCode"], 400, "{bad}");
         assert_eq!(result["Outputs"]["res"]["body"], "Malformed invocation request");
         assert!(!result["Logs"].as_array().unwrap().is_empty());
     }
-    let (status, _, body) =
-        raw(addr, b"POST /api-a HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot json!").await;
+    let (status, _, body) = raw(
+        addr,
+        b"POST /api-a HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot json!".to_vec(),
+    )
+    .await;
     assert_eq!(status, 200);
     let result: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(result["Outputs"]["res"]["statusCode"], 400);
@@ -180,7 +143,7 @@ async fn malformed_envelope_is_a_clear_400_for_the_caller() {
 #[tokio::test]
 async fn oversized_envelope_is_413_inside_outputs() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
     let mut big = envelope(&[]);
     big["Data"]["req"]["Body"] = json!("x".repeat(2 * 1024 * 1024));
     let result = invoke(addr, &big).await;
@@ -190,8 +153,8 @@ async fn oversized_envelope_is_413_inside_outputs() {
 #[tokio::test]
 async fn invocation_path_is_matched_case_insensitively() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Invocation, "api").await;
-    let (status, _, body) = raw(addr, &invocation_request("API-A", &envelope(&[]))).await;
+    let addr = serve(&idp.issuer, HostMode::Invocation, "api").await;
+    let (status, _, body) = raw(addr, invocation_request("API-A", &envelope(&[]))).await;
     assert_eq!(status, 200);
     let result: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(result["Outputs"]["res"]["statusCode"], 401);
@@ -203,7 +166,7 @@ async fn forwarded(addr: SocketAddr, method: &str, path: &str, authorization: Op
         "{method} {path} HTTP/1.1\r\nHost: app.azurewebsites.net\r\nx-functions-key: secret-key\r\n{auth}\
          X-Azure-Functions-InvocationId: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
-    let (status, head, body) = raw(addr, request.as_bytes()).await;
+    let (status, head, body) = raw(addr, request.into_bytes()).await;
     (status, head, String::from_utf8(body).unwrap())
 }
 
@@ -213,7 +176,7 @@ async fn forwarding_and_proxy_modes_answer_plain_http() {
     let idp = Idp::start(&[&key]).await;
     let t = format!("Bearer {}", token(&key, &claims(&idp.issuer)));
     for mode in [HostMode::Forwarding, HostMode::Proxy] {
-        let addr = serve(&idp, mode, "api").await;
+        let addr = serve(&idp.issuer, mode, "api").await;
         let (status, _, body) = forwarded(addr, "GET", "/api/api-a?code=secret-key", Some(&t)).await;
         assert_eq!((status, body.as_str()), (200, "Authentication successful"), "{mode:?}");
         let (status, head, body) = forwarded(addr, "POST", "/api/api-a", None).await;
@@ -229,7 +192,7 @@ async fn forwarding_and_proxy_modes_answer_plain_http() {
 async fn forwarded_routes_are_case_insensitive() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
-    let addr = serve(&idp, HostMode::Forwarding, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Forwarding, "api").await;
     let t = format!("Bearer {}", token(&key, &claims(&idp.issuer)));
     for path in ["/api/API-A", "/API/Api-A", "/api/api-a/"] {
         assert_eq!(forwarded(addr, "GET", path, Some(&t)).await.0, 200, "{path}");
@@ -242,10 +205,10 @@ async fn a_custom_route_prefix_is_honoured() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
     let t = format!("Bearer {}", token(&key, &claims(&idp.issuer)));
-    let addr = serve(&idp, HostMode::Forwarding, "v1").await;
+    let addr = serve(&idp.issuer, HostMode::Forwarding, "v1").await;
     assert_eq!(forwarded(addr, "GET", "/v1/api-a", Some(&t)).await.0, 200);
     assert_eq!(forwarded(addr, "GET", "/api/api-a", Some(&t)).await.0, 404);
-    let addr = serve(&idp, HostMode::Forwarding, "").await;
+    let addr = serve(&idp.issuer, HostMode::Forwarding, "").await;
     assert_eq!(forwarded(addr, "GET", "/api-a", Some(&t)).await.0, 200);
     // With an empty prefix in forwarding mode, POST /api-a is a client request, not an envelope.
     let (status, _, body) = forwarded(addr, "POST", "/api-a", Some(&t)).await;
@@ -256,7 +219,7 @@ async fn a_custom_route_prefix_is_honoured() {
 async fn methods_not_in_function_json_are_405_and_never_reach_the_handler() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
-    let addr = serve(&idp, HostMode::Forwarding, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Forwarding, "api").await;
     let t = format!("Bearer {}", token(&key, &claims(&idp.issuer)));
     for method in ["PUT", "DELETE", "OPTIONS"] {
         let (status, head, body) = forwarded(addr, method, "/api/api-a", Some(&t)).await;
@@ -287,6 +250,6 @@ async fn cors_preflight_without_token_never_runs_the_business_handler_when_optio
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let idp = Idp::start(&[]).await;
-    let addr = serve(&idp, HostMode::Forwarding, "api").await;
+    let addr = serve(&idp.issuer, HostMode::Forwarding, "api").await;
     assert_eq!(forwarded(addr, "GET", "/nothing", None).await.0, 404);
 }

@@ -1,6 +1,6 @@
 //! Signing-key life cycle against a real loopback key server with a hit counter: caching,
 //! single-flight refetch, cooldown, rotation, outages and hostile key-set answers.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

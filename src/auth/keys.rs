@@ -157,6 +157,10 @@ pub type RejectedKey = (Option<String>, KeyRejection);
 /// Parses a JWK Set document. Keys that cannot be used are returned separately (with their
 /// `kid` when readable) so the caller can log them; they never verify anything.
 pub fn parse_jwks(body: &[u8], policy: &KeyPolicy) -> Result<(KeySet, Vec<RejectedKey>), KeyRejection> {
+    // serde also reads a struct from a JSON array; a key set is always an object.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(KeyRejection::Malformed);
+    }
     let doc: JwkSetDoc = serde_json::from_slice(body).map_err(|_| KeyRejection::Malformed)?;
     let mut keys = Vec::new();
     let mut rejected = Vec::new();
@@ -382,6 +386,7 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert_eq!(rejected.len(), 3);
         assert!(parse_jwks(b"<html>", &KeyPolicy::default()).is_err());
+        assert!(parse_jwks(format!("[{}]", json!([rsa_jwk(2048)])).as_bytes(), &KeyPolicy::default()).is_err());
         assert!(parse_jwks(b"{\"keys\": [", &KeyPolicy::default()).is_err());
     }
 

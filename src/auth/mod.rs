@@ -87,6 +87,11 @@ impl Authenticator {
         self.issuers.iter().map(|s| s.issuer())
     }
 
+    /// Number of verified tokens currently cached.
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.len()
+    }
+
     /// The resource identifier for RFC 9728 metadata, when configured.
     pub fn resource(&self) -> Option<&reqwest::Url> {
         self.resource.as_ref()

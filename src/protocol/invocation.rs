@@ -12,11 +12,16 @@ use axum::extract::Request;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use crate::app::{AppState, Decision, plain, run_function};
 use crate::layout::FunctionSpec;
+
+/// Most header lines taken from an envelope. The host's own server (Kestrel) refuses
+/// requests with more than 100 headers, so anything near this is not from a real client.
+pub const MAX_HEADER_LINES: usize = 256;
 
 /// Room for the envelope around the body (URL, headers, metadata).
 pub const ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -44,11 +49,20 @@ fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 
 /// Turns an invocation envelope into the request the client sent to the host.
 pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
-    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(envelope) else {
+    // Only `Data` is read; `Metadata` (which mirrors the client's JSON body) is skipped
+    // without building a tree, so a crafted body cannot inflate memory.
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(rename = "Data", alias = "data")]
+        data: Option<Map<String, Value>>,
+    }
+    // serde also reads a struct from a JSON array; the host always sends an object.
+    if envelope.trim_ascii_start().first() != Some(&b'{') {
         return Err(EnvelopeError::NotJson);
-    };
+    }
+    let root: Envelope = serde_json::from_slice(envelope).map_err(|_| EnvelopeError::NotJson)?;
     let missing = || EnvelopeError::MissingTrigger(spec.trigger.clone());
-    let data = member(&root, "Data").and_then(Value::as_object).ok_or_else(missing)?;
+    let data = root.data.ok_or_else(missing)?;
     let req = data.get(&spec.trigger).and_then(Value::as_object).ok_or_else(missing)?;
 
     let method = member(req, "Method")
@@ -70,7 +84,12 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::BadHeaders)?;
             let mut add = |v: &Value| -> Result<(), EnvelopeError> {
                 let v = v.as_str().ok_or(EnvelopeError::BadHeaders)?;
-                headers.append(&name, HeaderValue::from_str(v).map_err(|_| EnvelopeError::BadHeaders)?);
+                let value = HeaderValue::from_str(v).map_err(|_| EnvelopeError::BadHeaders)?;
+                if headers.len() >= MAX_HEADER_LINES {
+                    return Err(EnvelopeError::BadHeaders);
+                }
+                // `append` would panic past the map's capacity; `try_append` reports it.
+                headers.try_append(&name, value).map_err(|_| EnvelopeError::BadHeaders)?;
                 Ok(())
             };
             match values {
@@ -218,6 +237,7 @@ mod tests {
     fn malformed_envelopes_are_named() {
         let parse = |v: &str| to_http_request(&spec("res"), v.as_bytes()).unwrap_err();
         assert_eq!(parse("not json"), EnvelopeError::NotJson);
+        assert_eq!(parse(r#"[{"req": {"Method": "GET"}}]"#), EnvelopeError::NotJson);
         assert_eq!(parse(r#"{"Data": {}}"#), EnvelopeError::MissingTrigger("req".into()));
         assert_eq!(parse(r#"{"Data": {"req": {"Method": 7}}}"#), EnvelopeError::BadMethod);
         assert_eq!(parse(r#"{"Data": {"req": {"Method": "GET", "Headers": {"a": [1]}}}}"#), EnvelopeError::BadHeaders);

@@ -289,3 +289,57 @@ pub fn assert_ok(answer: &Answer) {
     assert_eq!(answer.status, StatusCode::OK, "body: {} challenge: {:?}", answer.body, answer.challenge());
     assert_eq!(answer.body, "Authentication successful");
 }
+
+/// Serves the app for `mode`/`prefix` on 127.0.0.1:0 (a real TCP listener).
+pub async fn serve(issuer: &str, mode: HostMode, prefix: &str) -> std::net::SocketAddr {
+    let state = state(auth_config(issuer), layout(mode, prefix));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    addr
+}
+
+/// Sends raw bytes, reads to EOF (bounded), returns (status, head, body); status 0 when the
+/// server closed the connection without an answer.
+pub fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    split_response(&response)
+}
+
+/// [`raw_exchange`] from async code, off the runtime's threads so an in-process server
+/// keeps running.
+pub async fn raw(addr: std::net::SocketAddr, request: Vec<u8>) -> (u16, String, Vec<u8>) {
+    tokio::task::spawn_blocking(move || raw_exchange(addr, &request)).await.unwrap()
+}
+
+pub fn split_response(response: &[u8]) -> (u16, String, Vec<u8>) {
+    let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, String::from_utf8_lossy(response).into_owned(), Vec::new());
+    };
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut body = response[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+pub fn dechunk(mut input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = input.windows(2).position(|w| w == b"\r\n") {
+        let Ok(size) = usize::from_str_radix(String::from_utf8_lossy(&input[..line_end]).trim(), 16) else { break };
+        input = &input[line_end + 2..];
+        if size == 0 || input.len() < size {
+            break;
+        }
+        out.extend_from_slice(&input[..size]);
+        input = &input[(size + 2).min(input.len())..];
+    }
+    out
+}
