@@ -165,6 +165,17 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 /// brought it: method check, authentication, then the business handler. The body is only
 /// read once the caller is authenticated.
 pub async fn run_function(state: &AppState, index: usize, parts: http::request::Parts, body: Body) -> Response<Body> {
+    run_function_with(state, index, parts, body, false).await
+}
+
+/// As [`run_function`]; `decision` attaches the [`Decision`] line (invocation mode's `Logs`).
+pub async fn run_function_with(
+    state: &AppState,
+    index: usize,
+    parts: http::request::Parts,
+    body: Body,
+    decision: bool,
+) -> Response<Body> {
     let spec = &state.layout.functions[index];
     if let Some(methods) = &spec.methods
         && !methods.contains(&parts.method)
@@ -201,7 +212,8 @@ pub async fn run_function(state: &AppState, index: usize, parts: http::request::
     let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     };
-    let caller = Caller::of(claims.as_deref());
+    let logged = claims.clone();
+    let caller = Caller::of(logged.as_deref());
     let mut response = handler(FunctionRequest { parts, body, claims }).await;
     let outcome = if spec.policy.is_anonymous() { "anonymous" } else { "allowed" };
     info!(
@@ -216,10 +228,12 @@ pub async fn run_function(state: &AppState, index: usize, parts: http::request::
         duration_us = started.elapsed().as_micros() as u64,
         "auth decision"
     );
-    response.extensions_mut().insert(Decision(format!(
-        "auth decision: function={} outcome={outcome} client_id={} sub={}",
-        spec.name, caller.client, caller.subject
-    )));
+    if decision {
+        response.extensions_mut().insert(Decision(format!(
+            "auth decision: function={} outcome={outcome} client_id={} sub={}",
+            spec.name, caller.client, caller.subject
+        )));
+    }
     response
 }
 
@@ -238,16 +252,16 @@ fn metadata_document(metadata: &ResourceMetadata, method: &Method) -> Response<B
 }
 
 /// Who called, for the decision log ("-" where unknown).
-struct Caller {
-    client: String,
-    subject: String,
-    kid: String,
-    issuer: String,
+struct Caller<'a> {
+    client: &'a str,
+    subject: &'a str,
+    kid: &'a str,
+    issuer: &'a str,
 }
 
-impl Caller {
-    fn of(claims: Option<&Claims>) -> Self {
-        let field = |f: fn(&Claims) -> Option<&str>| claims.and_then(f).unwrap_or("-").to_owned();
+impl<'a> Caller<'a> {
+    fn of(claims: Option<&'a Claims>) -> Self {
+        let field = |f: fn(&'a Claims) -> Option<&'a str>| claims.and_then(f).unwrap_or("-");
         Self {
             client: field(Claims::client_id),
             subject: field(Claims::subject),

@@ -69,6 +69,21 @@ fn wait_ready(port: u16) -> Duration {
     panic!("handler did not answer GET / within 20 s");
 }
 
+/// Reads the child's stdout line by line on a thread.
+fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}
+
 #[test]
 fn missing_audience_exits_non_zero_naming_the_variable() {
     let output = handler(free_port(), &repo_root(), &[("AUTH0_DOMAIN", "t.auth0.com")]).output().unwrap();
@@ -119,18 +134,25 @@ fn serves_the_shipped_app_root_and_survives_sigkill_and_restart() {
 
     for round in 0..2 {
         let mut child = Running(handler(port, &repo_root(), &env).spawn().unwrap());
+        let lines = stdout_lines(&mut child.0);
         wait_ready(port);
         assert_eq!(http_get(port, "/", "").unwrap().0, 200);
         let (status, body) = http_get(port, "/api/api-a", &auth).unwrap();
         assert_eq!((status, body.as_str()), (200, "Authentication successful"), "round {round}");
         let (status, body) = http_get(port, "/api/api-a?code=k", "").unwrap();
         assert_eq!((status, body.as_str()), (401, "No authorization token was found"));
+        // Both decisions reach stdout (written in batches, so wait for them, bounded).
+        let mut stdout = String::new();
+        while stdout.matches("auth decision").count() < 2 {
+            let line = lines.recv_timeout(Duration::from_secs(10)).expect("decision lines on stdout");
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        assert!(stdout.contains("outcome=\"allowed\"") || stdout.contains("outcome=allowed"), "{stdout}");
         // The host kills workers with SIGKILL; no state is lost because there is none.
         child.0.kill().unwrap();
         child.0.wait().unwrap();
-        let mut stdout = String::new();
-        child.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        assert!(stdout.contains("auth decision"), "decision lines go to stdout: {stdout}");
+        stdout.extend(lines.iter().map(|l| l + "\n"));
         assert!(!stdout.contains(&t), "the token was logged");
         assert!(!stdout.contains("x-functions-key") && !stdout.contains("code=k"), "the function key was logged");
     }

@@ -54,9 +54,17 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, AuthErr
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|b| **b == b'=').count();
     body_len > 0
-        && token[..body_len]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_len].iter().fold(true, |ok, &b| {
+            ok & (b.is_ascii_lowercase()
+                | b.is_ascii_uppercase()
+                | b.is_ascii_digit()
+                | (b == b'-')
+                | (b == b'.')
+                | (b == b'_')
+                | (b == b'~')
+                | (b == b'+')
+                | (b == b'/'))
+        })
 }
 
 fn contains_bearer_after_comma(value: &[u8]) -> bool {

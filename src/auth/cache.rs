@@ -115,12 +115,12 @@ mod tests {
     use jsonwebtoken::{AlgorithmFamily, DecodingKey};
 
     fn key() -> Arc<VerifyingKey> {
-        Arc::new(VerifyingKey {
-            kid: Some("k".into()),
-            family: AlgorithmFamily::Rsa,
-            alg: None,
-            key: DecodingKey::from_rsa_raw_components(&[1], &[1]),
-        })
+        Arc::new(VerifyingKey::new(
+            Some("k".into()),
+            AlgorithmFamily::Rsa,
+            None,
+            DecodingKey::from_rsa_raw_components(&[1], &[1]),
+        ))
     }
 
     fn claims() -> Arc<Claims> {

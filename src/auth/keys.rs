@@ -62,9 +62,16 @@ pub struct VerifyingKey {
     pub alg: Option<Algorithm>,
     /// The key material.
     pub key: DecodingKey,
+    /// The same key, parsed once for verification.
+    pub prepared: super::verify::PreparedKey,
 }
 
 impl VerifyingKey {
+    /// A key with its verifier prepared (parsed lazily on first use).
+    pub fn new(kid: Option<String>, family: AlgorithmFamily, alg: Option<Algorithm>, key: DecodingKey) -> Self {
+        Self { kid, family, alg, prepared: super::verify::PreparedKey::new(&key), key }
+    }
+
     /// True when `alg` may be verified with this key.
     pub fn permits(&self, alg: Algorithm) -> bool {
         self.family.algorithms().contains(&alg) && self.alg.is_none_or(|pinned| pinned == alg)
@@ -233,7 +240,7 @@ fn parse_jwk(value: serde_json::Value, policy: &KeyPolicy) -> Result<VerifyingKe
     {
         return Err(KeyRejection::UnsupportedAlgorithm);
     }
-    Ok(VerifyingKey { kid: jwk.kid, family, alg: alg.or(pinned), key })
+    Ok(VerifyingKey::new(jwk.kid, family, alg.or(pinned), key))
 }
 
 /// Parses a PEM certificate (as Auth0's `/pem` serves) or public key (SPKI or PKCS#1).
@@ -245,7 +252,7 @@ pub fn parse_pem(pem: &str, policy: &KeyPolicy) -> Result<VerifyingKey, KeyRejec
         if bits < policy.min_rsa_bits {
             return Err(KeyRejection::WeakRsa);
         }
-        return Ok(VerifyingKey { kid: None, family: AlgorithmFamily::Rsa, alg: None, key });
+        return Ok(VerifyingKey::new(None, AlgorithmFamily::Rsa, None, key));
     }
     if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
         let DecodingKeyKind::SecretOrDer(point) = key.kind() else { return Err(KeyRejection::BadPem) };
@@ -254,10 +261,10 @@ pub fn parse_pem(pem: &str, policy: &KeyPolicy) -> Result<VerifyingKey, KeyRejec
             97 => Algorithm::ES384,
             _ => return Err(KeyRejection::UnsupportedCurve),
         };
-        return Ok(VerifyingKey { kid: None, family: AlgorithmFamily::Ec, alg: Some(alg), key });
+        return Ok(VerifyingKey::new(None, AlgorithmFamily::Ec, Some(alg), key));
     }
     if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
-        return Ok(VerifyingKey { kid: None, family: AlgorithmFamily::Ed, alg: Some(Algorithm::EdDSA), key });
+        return Ok(VerifyingKey::new(None, AlgorithmFamily::Ed, Some(Algorithm::EdDSA), key));
     }
     Err(KeyRejection::BadPem)
 }
@@ -362,11 +369,13 @@ mod tests {
 
     #[test]
     fn find_matches_kid_and_only_guesses_with_a_single_key() {
-        let key = |kid: Option<&str>| VerifyingKey {
-            kid: kid.map(str::to_owned),
-            family: AlgorithmFamily::Rsa,
-            alg: None,
-            key: DecodingKey::from_rsa_raw_components(&[1], &[1]),
+        let key = |kid: Option<&str>| {
+            VerifyingKey::new(
+                kid.map(str::to_owned),
+                AlgorithmFamily::Rsa,
+                None,
+                DecodingKey::from_rsa_raw_components(&[1], &[1]),
+            )
         };
         let two = KeySet::new(vec![key(Some("a")), key(Some("b"))]);
         assert_eq!(two.find(Some("b")).unwrap().kid.as_deref(), Some("b"));

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod keystore;
 pub mod policy;
 pub mod token;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -146,9 +147,8 @@ impl Authenticator {
         if !key.permits(parsed.alg) {
             return Err(invalid(R::KeyMismatch));
         }
-        match jsonwebtoken::crypto::verify(parsed.signature, parsed.signed.as_bytes(), &key.key, parsed.alg) {
-            Ok(true) => {}
-            _ => return Err(invalid(R::BadSignature)),
+        if !key.prepared.verify(parsed.alg, parsed.signed.as_bytes(), parsed.signature) {
+            return Err(invalid(R::BadSignature));
         }
         let (expires_at, audiences) =
             token::check_claims(&parsed.payload, now, self.skew, &self.audiences[store_index]).map_err(invalid)?;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
-use crate::app::{AppState, Decision, plain, run_function};
+use crate::app::{AppState, Decision, plain, run_function_with};
 use crate::layout::FunctionSpec;
 
 /// Most header lines taken from an envelope. The host's own server (Kestrel) refuses
@@ -189,7 +189,7 @@ pub async fn handle(state: &AppState, index: usize, request: Request) -> Respons
         }
     };
     let (parts, body) = request.into_parts();
-    let response = run_function(state, index, parts, Body::from(body)).await;
+    let response = run_function_with(state, index, parts, Body::from(body), true).await;
     function_answer(spec, response, Vec::new()).await
 }
 
