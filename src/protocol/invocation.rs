@@ -12,8 +12,11 @@ use axum::extract::Request;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tracing::warn;
 
 use crate::app::{AppState, Decision, plain, run_function_with};
@@ -43,76 +46,106 @@ pub enum EnvelopeError {
     BadHeaders,
 }
 
-fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+/// A JSON string, borrowed when it has no escapes.
+fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<&str>(raw.get())
+        .map(Cow::Borrowed)
+        .or_else(|_| serde_json::from_str::<String>(raw.get()).map(Cow::Owned))
+        .ok()
 }
 
 /// Turns an invocation envelope into the request the client sent to the host.
+///
+/// Parsing is lazy: only `Data.<trigger>` is read, each member on its own, borrowing from
+/// the envelope; `Metadata` (which mirrors the client's JSON body) and other bindings are
+/// skipped without building a tree, so a crafted body cannot inflate memory.
 pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
-    // Only `Data` is read; `Metadata` (which mirrors the client's JSON body) is skipped
-    // without building a tree, so a crafted body cannot inflate memory.
     #[derive(Deserialize)]
-    struct Envelope {
-        #[serde(rename = "Data", alias = "data")]
-        data: Option<Map<String, Value>>,
+    struct Envelope<'a> {
+        #[serde(rename = "Data", alias = "data", borrow)]
+        data: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
+    }
+    #[derive(Deserialize)]
+    struct HttpTrigger<'a> {
+        #[serde(rename = "Method", alias = "method", borrow)]
+        method: Option<&'a RawValue>,
+        #[serde(rename = "Url", alias = "url", borrow)]
+        url: Option<&'a RawValue>,
+        #[serde(rename = "Headers", alias = "headers", borrow)]
+        headers: Option<&'a RawValue>,
+        #[serde(rename = "Body", alias = "body", borrow)]
+        body: Option<&'a RawValue>,
     }
     // serde also reads a struct from a JSON array; the host always sends an object.
     if envelope.trim_ascii_start().first() != Some(&b'{') {
         return Err(EnvelopeError::NotJson);
     }
-    let root: Envelope = serde_json::from_slice(envelope).map_err(|_| EnvelopeError::NotJson)?;
+    let root: Envelope<'_> = serde_json::from_slice(envelope).map_err(|_| EnvelopeError::NotJson)?;
     let missing = || EnvelopeError::MissingTrigger(spec.trigger.clone());
     let data = root.data.ok_or_else(missing)?;
-    let req = data.get(&spec.trigger).and_then(Value::as_object).ok_or_else(missing)?;
+    let raw = data.get(spec.trigger.as_str()).filter(|r| r.get().starts_with('{')).ok_or_else(missing)?;
+    let req: HttpTrigger<'_> = serde_json::from_str(raw.get()).map_err(|_| missing())?;
 
-    let method = member(req, "Method")
-        .and_then(Value::as_str)
+    let method = req
+        .method
+        .and_then(text)
         .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
         .ok_or(EnvelopeError::BadMethod)?;
     // The URL is informative only (the function is already chosen); keep path and query.
-    let uri = member(req, "Url")
-        .and_then(Value::as_str)
+    let uri = req
+        .url
+        .and_then(text)
         .and_then(|u| u.parse::<Uri>().ok())
         .and_then(|u| u.path_and_query().map(|pq| pq.as_str().to_owned()))
         .and_then(|pq| pq.parse::<Uri>().ok())
         .unwrap_or_else(|| Uri::from_static("/"));
 
     let mut headers = HeaderMap::new();
-    if let Some(raw) = member(req, "Headers") {
-        let raw = raw.as_object().ok_or(EnvelopeError::BadHeaders)?;
+    if let Some(raw) = req.headers {
+        let raw: Vec<(Cow<'_, str>, &RawValue)> = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(raw.get())
+            .map_err(|_| EnvelopeError::BadHeaders)?
+            .into_iter()
+            .collect();
         for (name, values) in raw {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::BadHeaders)?;
-            let mut add = |v: &Value| -> Result<(), EnvelopeError> {
-                let v = v.as_str().ok_or(EnvelopeError::BadHeaders)?;
-                let value = HeaderValue::from_str(v).map_err(|_| EnvelopeError::BadHeaders)?;
+            // The host sends every header as an array; each entry is one header line.
+            let values: Vec<Cow<'_, str>> = if values.get().starts_with('[') {
+                serde_json::from_str::<Vec<&RawValue>>(values.get())
+                    .map_err(|_| EnvelopeError::BadHeaders)?
+                    .into_iter()
+                    .map(text)
+                    .collect::<Option<_>>()
+                    .ok_or(EnvelopeError::BadHeaders)?
+            } else {
+                vec![text(values).ok_or(EnvelopeError::BadHeaders)?]
+            };
+            for v in values {
+                let value = HeaderValue::from_str(&v).map_err(|_| EnvelopeError::BadHeaders)?;
                 if headers.len() >= MAX_HEADER_LINES {
                     return Err(EnvelopeError::BadHeaders);
                 }
                 // `append` would panic past the map's capacity; `try_append` reports it.
                 headers.try_append(&name, value).map_err(|_| EnvelopeError::BadHeaders)?;
-                Ok(())
-            };
-            match values {
-                // The host sends every header as an array; each entry is one header line.
-                Value::Array(items) => items.iter().try_for_each(&mut add)?,
-                other => add(other)?,
             }
         }
     }
 
-    let body = match member(req, "Body") {
-        None | Some(Value::Null) => Bytes::new(),
-        Some(Value::String(text)) => {
-            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
-                || content_type.to_ascii_lowercase().contains("multipart/");
-            // The host base64-encodes exactly these content types.
-            match binary.then(|| STANDARD.decode(text).ok()).flatten() {
-                Some(bytes) => Bytes::from(bytes),
-                None => Bytes::from(text.clone()),
+    let body = match req.body {
+        None => Bytes::new(),
+        Some(raw) if raw.get() == "null" => Bytes::new(),
+        Some(raw) => match text(raw) {
+            Some(text) => {
+                let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
+                    || content_type.to_ascii_lowercase().contains("multipart/");
+                // The host base64-encodes exactly these content types.
+                match binary.then(|| STANDARD.decode(text.as_bytes()).ok()).flatten() {
+                    Some(bytes) => Bytes::from(bytes),
+                    None => Bytes::from(text.into_owned()),
+                }
             }
-        }
-        Some(other) => Bytes::from(other.to_string()),
+            None => Bytes::from(raw.get().to_owned()),
+        },
     };
 
     let mut request = http::Request::new(body);
@@ -122,41 +155,60 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
     Ok(request)
 }
 
-/// Turns the function's response into the invocation result the host expects.
+/// The HTTP output the host turns into the client's response.
+#[derive(Serialize)]
+struct HttpOutput<'a> {
+    /// `statusCode`, not `status`, which the host ignores.
+    #[serde(rename = "statusCode")]
+    status_code: u16,
+    /// String values only: the host stringifies anything else into an invalid header.
+    headers: BTreeMap<&'a str, String>,
+    /// A string, so the host writes it verbatim.
+    body: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct InvocationResult<'a> {
+    #[serde(rename = "Outputs")]
+    outputs: BTreeMap<&'a str, HttpOutput<'a>>,
+    #[serde(rename = "Logs")]
+    logs: &'a [String],
+    #[serde(rename = "ReturnValue")]
+    return_value: Option<HttpOutput<'a>>,
+}
+
+/// Turns the function's response into the invocation result (JSON text) the host expects.
 pub fn to_invocation_result(
     spec: &FunctionSpec,
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     logs: Vec<String>,
-) -> Value {
-    let mut out_headers = Map::new();
+) -> String {
+    let mut out_headers = BTreeMap::new();
     for name in headers.keys() {
-        // Header values must be strings for the host; repeated headers are joined.
-        let joined = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
-        out_headers.insert(name.as_str().to_owned(), Value::String(joined));
+        // Repeated headers are joined into one string value.
+        let mut values = headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let mut joined = values.next().map(Cow::into_owned).unwrap_or_default();
+        for v in values {
+            joined.push_str(", ");
+            joined.push_str(&v);
+        }
+        out_headers.insert(name.as_str(), joined);
     }
-    // `statusCode` (not `status`, which the host ignores); the body as a string so the host
-    // writes it verbatim.
-    let res = json!({
-        "statusCode": status.as_u16(),
-        "headers": out_headers,
-        "body": String::from_utf8_lossy(body),
-    });
-    if spec.output == "$return" {
-        json!({"Outputs": {}, "Logs": logs, "ReturnValue": res})
+    let output = HttpOutput { status_code: status.as_u16(), headers: out_headers, body: String::from_utf8_lossy(body) };
+    let result = if spec.output == "$return" {
+        InvocationResult { outputs: BTreeMap::new(), logs: &logs, return_value: Some(output) }
     } else {
-        json!({"Outputs": {spec.output.clone(): res}, "Logs": logs, "ReturnValue": null})
-    }
+        InvocationResult { outputs: BTreeMap::from([(spec.output.as_str(), output)]), logs: &logs, return_value: None }
+    };
+    // Serializing these types cannot fail (string keys, no floats); fall back to a valid
+    // empty answer rather than panic.
+    serde_json::to_string(&result).unwrap_or_else(|_| r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#.to_owned())
 }
 
-fn envelope_answer(result: Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(result.to_string()));
+fn envelope_answer(result: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(result));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
@@ -196,6 +248,7 @@ pub async fn handle(state: &AppState, index: usize, request: Request) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn spec(output: &str) -> FunctionSpec {
         FunctionSpec {
@@ -252,12 +305,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
         let result = to_invocation_result(&spec("res"), StatusCode::UNAUTHORIZED, &headers, b"no", vec!["l".into()]);
+        let result: Value = serde_json::from_str(&result).unwrap();
         assert_eq!(result["Outputs"]["res"]["statusCode"], 401);
         assert_eq!(result["Outputs"]["res"]["headers"]["www-authenticate"], "Bearer realm=\"api\"");
         assert_eq!(result["Outputs"]["res"]["body"], "no");
         assert_eq!(result["Logs"], json!(["l"]));
         assert_eq!(result["ReturnValue"], Value::Null);
         let ret = to_invocation_result(&spec("$return"), StatusCode::OK, &HeaderMap::new(), b"ok", vec![]);
+        let ret: Value = serde_json::from_str(&ret).unwrap();
         assert_eq!(ret["ReturnValue"]["statusCode"], 200);
     }
 }
