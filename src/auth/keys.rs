@@ -269,6 +269,19 @@ pub fn parse_pem(pem: &str, policy: &KeyPolicy) -> Result<VerifyingKey, KeyRejec
     Err(KeyRejection::BadPem)
 }
 
+/// Every asymmetric signature algorithm this handler can verify.
+pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// Maps a JOSE `alg` name to an asymmetric signature algorithm; `None` for HMAC, `none`
 /// and anything unknown.
 pub fn asymmetric_alg(name: &str) -> Option<Algorithm> {

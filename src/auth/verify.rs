@@ -8,7 +8,6 @@
 //! and key-size bounds as jsonwebtoken's aws-lc backend (RSA 2048–8192 bits, fixed-length
 //! ECDSA signatures), same strict unpadded base64url for the signature.
 //!
-//! Self-contained (depends on no other module of this crate) so the benches can measure it.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -18,18 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
-/// Algorithms a [`PreparedKey`] can verify, in the order of its parsed-key slots.
-const ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+// The algorithms a `PreparedKey` can verify, in the order of its parsed-key slots.
+use super::keys::ASYMMETRIC_ALGORITHMS as ALGORITHMS;
 
 /// Largest signature decoded: an 8192-bit RSA signature (1024 bytes), with room for the
 /// base64 decoder's conservative length estimate.
