@@ -215,12 +215,13 @@ pub async fn run_function_with(
     let logged = claims.clone();
     let caller = Caller::of(logged.as_deref());
     let mut response = handler(FunctionRequest { parts, body, claims }).await;
-    let outcome = if spec.policy.is_anonymous() { "anonymous" } else { "allowed" };
+    let (outcome, reason) =
+        if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
     info!(
         function = %spec.name,
         outcome,
         status = response.status().as_u16(),
-        auth.reason = "valid token",
+        auth.reason = reason,
         client_id = %caller.client,
         sub = %caller.subject,
         kid = %caller.kid,
