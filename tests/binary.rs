@@ -157,3 +157,25 @@ fn serves_the_shipped_app_root_and_survives_sigkill_and_restart() {
         assert!(!stdout.contains("x-functions-key") && !stdout.contains("code=k"), "the function key was logged");
     }
 }
+
+#[test]
+fn local_settings_json_lists_every_setting_and_parses() {
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("local.settings.json")).unwrap()).unwrap();
+    let values = settings["Values"].as_object().unwrap();
+    let config =
+        azfn_auth::config::Config::from_lookup(|name| values.get(name).and_then(|v| v.as_str()).map(str::to_owned));
+    assert!(config.is_ok(), "{:?}", config.err());
+    // Every variable in the settings table of src/config.rs has a placeholder (the host sets
+    // the two FUNCTIONS_* ones itself).
+    let documented = include_str!("../src/config.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|name| !name.starts_with("FUNCTIONS_"))
+        .collect::<Vec<_>>();
+    assert!(documented.len() > 10, "{documented:?}");
+    for name in documented {
+        assert!(values.contains_key(name), "local.settings.json lacks {name}");
+    }
+}
