@@ -202,10 +202,10 @@ pub async fn run_function_with(
     } else {
         let claims = match state.auth.authenticate(&parts.headers).await {
             Ok(claims) => claims,
-            Err(error) => return deny(state, &spec.name, error, None, started),
+            Err(error) => return deny(state, &spec.name, error, None, started, decision),
         };
         if let Err(error) = spec.policy.check(&claims) {
-            return deny(state, &spec.name, error, Some(&claims), started);
+            return deny(state, &spec.name, error, Some(&claims), started, decision);
         }
         Some(claims)
     };
@@ -278,15 +278,15 @@ fn deny(
     error: AuthError,
     claims: Option<&Claims>,
     started: Instant,
+    decision: bool,
 ) -> Response<Body> {
     let status = error.status().as_u16();
-    let reason = error.reason();
     let caller = Caller::of(claims);
     info!(
         function = %function,
         outcome = "denied",
         status,
-        auth.reason = %reason,
+        auth.reason = %error,
         client_id = %caller.client,
         sub = %caller.subject,
         kid = %caller.kid,
@@ -294,9 +294,12 @@ fn deny(
         duration_us = started.elapsed().as_micros() as u64,
         "auth decision"
     );
+    // The line for the host's `Logs` is only built in invocation mode.
+    let line =
+        decision.then(|| format!("auth decision: function={function} outcome=denied status={status} reason={error}"));
     let mut response = error.into_response(&state.challenge);
-    response
-        .extensions_mut()
-        .insert(Decision(format!("auth decision: function={function} outcome=denied status={status} reason={reason}")));
+    if let Some(line) = line {
+        response.extensions_mut().insert(Decision(line));
+    }
     response
 }

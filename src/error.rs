@@ -126,11 +126,6 @@ impl AuthError {
         }
     }
 
-    /// Short reason for the decision log (safe to log: no token content).
-    pub fn reason(&self) -> String {
-        self.to_string()
-    }
-
     fn client_text(&self) -> &'static str {
         match self {
             Self::MissingToken => MISSING_TOKEN_BODY,
