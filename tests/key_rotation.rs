@@ -277,3 +277,19 @@ async fn a_failed_key_set_fetch_discovers_again() {
     assert!(state.auth.key_stores()[0].refresh().await);
     assert_eq!(idp.discovery_hits(), 2, "the key set location is looked up again after a failure");
 }
+
+#[tokio::test]
+async fn the_verified_token_cache_holds_at_most_its_capacity() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let mut config = auth_config(&idp.issuer);
+    config.token_cache_entries = 3;
+    let (router, state) = forwarding_app(config);
+    for i in 0..10 {
+        let mut c = claims(&idp.issuer);
+        c["jti"] = json!(format!("token-{i}"));
+        assert_ok(&with_token(&router, &token(&key, &c)).await);
+        assert!(state.auth.cached_tokens() <= 3, "cache grew to {}", state.auth.cached_tokens());
+    }
+    assert!(state.auth.cached_tokens() >= 1);
+}
