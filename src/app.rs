@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::auth::Authenticator;
 use crate::auth::Claims;
-use crate::error::{AuthError, ChallengeContext};
+use crate::error::{AuthError, Challenges};
 use crate::functions::{self, FunctionRequest, Handler, Registry};
 use crate::layout::AppLayout;
 use crate::metadata::{self, ResourceMetadata};
@@ -33,8 +33,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// RFC 9728 metadata, when `AUTH_RESOURCE` is set.
     pub resource_metadata: Option<ResourceMetadata>,
-    /// Parameters of every challenge.
-    pub challenge: ChallengeContext,
+    /// Every challenge header, prebuilt.
+    pub challenges: Challenges,
 }
 
 /// What answers a function's requests.
@@ -115,7 +115,8 @@ impl AppState {
             auth.resource().map(|resource| ResourceMetadata::new(resource, auth.issuers(), &layout));
         let mut challenge = auth.challenge_context();
         challenge.resource_metadata = resource_metadata.as_ref().map(|m| m.url.clone());
-        Ok(Self { auth, layout, endpoints, max_body_bytes, resource_metadata, challenge })
+        let challenges = Challenges::new(challenge);
+        Ok(Self { auth, layout, endpoints, max_body_bytes, resource_metadata, challenges })
     }
 }
 
@@ -217,17 +218,18 @@ pub async fn run_function_with(
     let mut response = handler(FunctionRequest { parts, body, claims }).await;
     let (outcome, reason) =
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
+    // `message` as a `&str` field (first, as the macros place it) skips `fmt` entirely.
     info!(
-        function = %spec.name,
+        message = "auth decision",
+        function = spec.name.as_str(),
         outcome,
         status = response.status().as_u16(),
         auth.reason = reason,
-        client_id = %caller.client,
-        sub = %caller.subject,
-        kid = %caller.kid,
-        iss = %caller.issuer,
+        client_id = caller.client,
+        sub = caller.subject,
+        kid = caller.kid,
+        iss = caller.issuer,
         duration_us = started.elapsed().as_micros() as u64,
-        "auth decision"
     );
     if decision {
         response.extensions_mut().insert(Decision(format!(
@@ -283,21 +285,21 @@ fn deny(
     let status = error.status().as_u16();
     let caller = Caller::of(claims);
     info!(
-        function = %function,
+        message = "auth decision",
+        function,
         outcome = "denied",
         status,
-        auth.reason = %error,
-        client_id = %caller.client,
-        sub = %caller.subject,
-        kid = %caller.kid,
-        iss = %caller.issuer,
+        auth.reason = error.reason(),
+        client_id = caller.client,
+        sub = caller.subject,
+        kid = caller.kid,
+        iss = caller.issuer,
         duration_us = started.elapsed().as_micros() as u64,
-        "auth decision"
     );
     // The line for the host's `Logs` is only built in invocation mode.
     let line =
         decision.then(|| format!("auth decision: function={function} outcome=denied status={status} reason={error}"));
-    let mut response = error.into_response(&state.challenge);
+    let mut response = error.into_response(&state.challenges);
     if let Some(line) = line {
         response.extensions_mut().insert(Decision(line));
     }

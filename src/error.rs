@@ -2,104 +2,145 @@
 //! Client-facing text is fixed per case: it never echoes configuration, key ids, URLs or
 //! token content. The detailed reason goes to the decision log only.
 
+use std::fmt;
+
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
 
 /// Why a request was refused before the business handler ran.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// No `Authorization` header, or one with another scheme.
-    #[error("no bearer token")]
     MissingToken,
     /// The `Authorization` header is malformed.
-    #[error("malformed authorization header: {0}")]
     InvalidRequest(RequestProblem),
     /// The token is not acceptable.
-    #[error("invalid token: {0}")]
     InvalidToken(TokenRejection),
     /// The token is valid but lacks rights this function requires.
-    #[error("insufficient scope")]
     InsufficientScope {
         /// Space-separated scopes the function requires (RFC 6750 `scope` attribute).
         scope: String,
     },
     /// No signing keys can be obtained, so no token can be checked.
-    #[error("signing keys unavailable")]
     KeysUnavailable,
 }
 
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRequest(_) => write!(f, "malformed authorization header: {}", self.reason()),
+            Self::InvalidToken(_) => write!(f, "invalid token: {}", self.reason()),
+            _ => f.write_str(self.reason()),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
 /// What is wrong with the `Authorization` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestProblem {
     /// `Bearer` with nothing after it.
-    #[error("empty token")]
     EmptyToken,
     /// More than one token in one header.
-    #[error("several tokens")]
     SeveralTokens,
     /// More than one `Authorization` header (or several joined into one line).
-    #[error("several authorization headers")]
     SeveralHeaders,
     /// Characters outside the RFC 6750 `b64token` syntax.
-    #[error("invalid characters")]
     InvalidCharacters,
 }
 
-/// Why a token was rejected. `reason()` is for logs; clients get a generic text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+impl RequestProblem {
+    /// A short fixed description, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::EmptyToken => "empty token",
+            Self::SeveralTokens => "several tokens",
+            Self::SeveralHeaders => "several authorization headers",
+            Self::InvalidCharacters => "invalid characters",
+        }
+    }
+}
+
+impl fmt::Display for RequestProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for RequestProblem {}
+
+/// Why a token was rejected. [`TokenRejection::reason`] is for logs; clients get a generic text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRejection {
     /// Longer than the configured cap; not parsed.
-    #[error("oversized")]
     Oversized,
     /// Not three base64url segments with JSON header and claims.
-    #[error("malformed")]
     Malformed,
     /// Five segments: an encrypted token (JWE).
-    #[error("encrypted token")]
     Encrypted,
     /// `cty: JWT`: a nested token.
-    #[error("nested token")]
     Nested,
     /// A `crit` header this handler does not understand.
-    #[error("unsupported critical header")]
     CriticalHeader,
     /// `alg` not allowed by configuration (including `none` and HMAC).
-    #[error("algorithm not allowed")]
     AlgorithmNotAllowed,
     /// `typ` is not `at+jwt` while RFC 9068 tokens are required.
-    #[error("not an access token")]
     WrongType,
     /// No key with the token's `kid`.
-    #[error("unknown key id")]
     UnknownKey,
     /// The key does not permit the token's algorithm.
-    #[error("key does not permit the algorithm")]
     KeyMismatch,
     /// Signature check failed.
-    #[error("bad signature")]
     BadSignature,
     /// `iss` missing, not a string, or not a trusted issuer.
-    #[error("untrusted issuer")]
     WrongIssuer,
     /// `aud` missing, malformed, or none of the accepted audiences.
-    #[error("wrong audience")]
     WrongAudience,
     /// `exp` missing.
-    #[error("missing exp")]
     MissingExpiry,
     /// A registered claim of the wrong JSON type.
-    #[error("claim of the wrong type")]
     BadClaimType,
     /// `exp` in the past (beyond the skew).
-    #[error("expired")]
     Expired,
     /// `nbf` in the future (beyond the skew).
-    #[error("not yet valid")]
     NotYetValid,
     /// `iat` in the future (beyond the skew).
-    #[error("issued in the future")]
     IssuedInFuture,
 }
+
+impl TokenRejection {
+    /// A short fixed description, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Oversized => "oversized",
+            Self::Malformed => "malformed",
+            Self::Encrypted => "encrypted token",
+            Self::Nested => "nested token",
+            Self::CriticalHeader => "unsupported critical header",
+            Self::AlgorithmNotAllowed => "algorithm not allowed",
+            Self::WrongType => "not an access token",
+            Self::UnknownKey => "unknown key id",
+            Self::KeyMismatch => "key does not permit the algorithm",
+            Self::BadSignature => "bad signature",
+            Self::WrongIssuer => "untrusted issuer",
+            Self::WrongAudience => "wrong audience",
+            Self::MissingExpiry => "missing exp",
+            Self::BadClaimType => "claim of the wrong type",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not yet valid",
+            Self::IssuedInFuture => "issued in the future",
+        }
+    }
+}
+
+impl fmt::Display for TokenRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for TokenRejection {}
 
 /// Fixed parts of every challenge, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +153,77 @@ pub struct ChallengeContext {
     pub resource_metadata: Option<String>,
 }
 
+/// Every fixed `WWW-Authenticate` value of one configuration, built once at start-up so a
+/// refused request copies a header instead of formatting and validating one. Only
+/// `insufficient_scope` with a scope list (per function) is built per request.
+#[derive(Debug, Clone)]
+pub struct Challenges {
+    context: ChallengeContext,
+    missing_token: Option<HeaderValue>,
+    invalid_request: Option<HeaderValue>,
+    invalid_token: Option<HeaderValue>,
+    expired: Option<HeaderValue>,
+    no_scope: Option<HeaderValue>,
+    retry_after: HeaderValue,
+}
+
+impl Challenges {
+    /// Builds the values from the configured parameters.
+    pub fn new(context: ChallengeContext) -> Self {
+        let build = |error: AuthError| header_value(error.challenge(&context));
+        Self {
+            missing_token: build(AuthError::MissingToken),
+            invalid_request: build(AuthError::InvalidRequest(RequestProblem::EmptyToken)),
+            invalid_token: build(AuthError::InvalidToken(TokenRejection::Malformed)),
+            expired: build(AuthError::InvalidToken(TokenRejection::Expired)),
+            no_scope: build(AuthError::InsufficientScope { scope: String::new() }),
+            retry_after: HeaderValue::from(context.retry_after_secs.max(1)),
+            context,
+        }
+    }
+
+    /// The parameters these values were built from.
+    pub fn context(&self) -> &ChallengeContext {
+        &self.context
+    }
+
+    /// The `WWW-Authenticate` value for `error`: the same as [`AuthError::challenge`].
+    pub fn header(&self, error: &AuthError) -> Option<HeaderValue> {
+        match error {
+            AuthError::MissingToken => self.missing_token.clone(),
+            AuthError::InvalidRequest(_) => self.invalid_request.clone(),
+            AuthError::InvalidToken(TokenRejection::Expired) => self.expired.clone(),
+            AuthError::InvalidToken(_) => self.invalid_token.clone(),
+            AuthError::InsufficientScope { scope } if scope.is_empty() => self.no_scope.clone(),
+            AuthError::InsufficientScope { .. } | AuthError::KeysUnavailable => {
+                header_value(error.challenge(&self.context))
+            }
+        }
+    }
+}
+
+/// A header value from text built here (it never fails for a valid realm and URL; an
+/// invalid one means no challenge rather than a panic).
+fn header_value(text: Option<String>) -> Option<HeaderValue> {
+    text.and_then(|text| HeaderValue::from_maybe_shared(axum::body::Bytes::from(text)).ok())
+}
+
 /// Body sent when no token was presented (the text Auth0's Node middleware uses).
 pub const MISSING_TOKEN_BODY: &str = "No authorization token was found";
 
 impl AuthError {
+    /// The fixed reason for the decision log: the detail of a malformed header or rejected
+    /// token (the status tells which), else the failure itself.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "no bearer token",
+            Self::InvalidRequest(problem) => problem.reason(),
+            Self::InvalidToken(rejection) => rejection.reason(),
+            Self::InsufficientScope { .. } => "insufficient scope",
+            Self::KeysUnavailable => "signing keys unavailable",
+        }
+    }
+
     /// HTTP status for this failure.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -163,19 +271,17 @@ impl AuthError {
     }
 
     /// The full HTTP answer.
-    pub fn into_response(self, context: &ChallengeContext) -> Response<Body> {
+    pub fn into_response(self, challenges: &Challenges) -> Response<Body> {
         let mut response = Response::new(Body::from(self.client_text()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.challenge(context)
-            && let Ok(value) = HeaderValue::from_str(&challenge)
-        {
-            headers.insert(header::WWW_AUTHENTICATE, value);
+        if let Some(challenge) = challenges.header(&self) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if self == Self::KeysUnavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(context.retry_after_secs.max(1)));
+            headers.insert(header::RETRY_AFTER, challenges.retry_after.clone());
         }
         response
     }
@@ -187,7 +293,7 @@ mod tests {
 
     fn answer(err: AuthError) -> (StatusCode, Option<String>, Option<String>) {
         let context = ChallengeContext { realm: "api".into(), retry_after_secs: 30, resource_metadata: None };
-        let r = err.into_response(&context);
+        let r = err.into_response(&Challenges::new(context));
         let get = |name| r.headers().get(name).map(|v: &HeaderValue| v.to_str().unwrap().to_owned());
         (r.status(), get(header::WWW_AUTHENTICATE), get(header::RETRY_AFTER))
     }
@@ -254,6 +360,32 @@ mod tests {
                 .unwrap()
                 .contains("resource_metadata=")
         );
+    }
+
+    #[test]
+    fn prebuilt_challenges_are_the_formatted_ones() {
+        let errors = [
+            AuthError::MissingToken,
+            AuthError::InvalidRequest(RequestProblem::SeveralTokens),
+            AuthError::InvalidRequest(RequestProblem::InvalidCharacters),
+            AuthError::InvalidToken(TokenRejection::BadSignature),
+            AuthError::InvalidToken(TokenRejection::Expired),
+            AuthError::InvalidToken(TokenRejection::NotYetValid),
+            AuthError::InsufficientScope { scope: String::new() },
+            AuthError::InsufficientScope { scope: "read:a".into() },
+            AuthError::KeysUnavailable,
+        ];
+        for metadata in [None, Some("https://app.example/.well-known/oauth-protected-resource".to_owned())] {
+            let context = ChallengeContext { realm: "api".into(), retry_after_secs: 0, resource_metadata: metadata };
+            let challenges = Challenges::new(context.clone());
+            assert_eq!(challenges.context(), &context);
+            for error in &errors {
+                let prebuilt = challenges.header(error).map(|v| v.to_str().unwrap().to_owned());
+                assert_eq!(prebuilt, error.challenge(&context), "{error:?}");
+            }
+            let response = AuthError::KeysUnavailable.into_response(&challenges);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
     }
 
     #[test]

