@@ -117,29 +117,35 @@ fn signatures(c: &mut Criterion) {
 }
 
 fn logging(c: &mut Criterion) {
-    // The per-request decision line as src/app.rs emits it, formatted by the same fmt layer
-    // settings as src/telemetry.rs, into a sink (formatting cost only, no I/O).
+    // The per-request decision line as src/app.rs emits it, formatted into a sink
+    // (formatting cost only, no I/O): by the shipped layer (src/telemetry.rs), and by
+    // tracing-subscriber's default `fmt` layer as the baseline.
     use tracing_subscriber::layer::SubscriberExt;
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_ansi(false).with_target(false));
-    tracing::subscriber::with_default(subscriber, || {
+    let emit = || {
         let (client, subject, kid, issuer) = ("bench-client", "bench-client@clients", "bench-rsa-a", ISSUER);
-        c.bench_function("log/decision_line_format", |b| {
-            b.iter(|| {
-                tracing::info!(
-                    function = %"api-a",
-                    outcome = "allowed",
-                    status = 200u16,
-                    auth.reason = "valid token",
-                    client_id = %client,
-                    sub = %subject,
-                    kid = %kid,
-                    iss = %issuer,
-                    duration_us = 2u64,
-                    "auth decision"
-                )
-            })
-        });
+        tracing::info!(
+            message = "auth decision",
+            function = "api-a",
+            outcome = "allowed",
+            status = 200u16,
+            auth.reason = "valid token",
+            client_id = client,
+            sub = subject,
+            kid = kid,
+            iss = issuer,
+            duration_us = 2u64,
+        )
+    };
+    let shipped = tracing_subscriber::registry().with(azfn_auth::telemetry::Logfmt::new(|line: &[u8]| {
+        black_box(line);
+    }));
+    tracing::subscriber::with_default(shipped, || {
+        c.bench_function("log/decision_line_logfmt", |b| b.iter(emit));
+    });
+    let baseline = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_ansi(false).with_target(false));
+    tracing::subscriber::with_default(baseline, || {
+        c.bench_function("log/decision_line_tracing_fmt_baseline", |b| b.iter(emit));
     });
 }
 
