@@ -13,8 +13,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::warn;
@@ -46,86 +48,65 @@ pub enum EnvelopeError {
     BadHeaders,
 }
 
-/// A JSON string, borrowed when it has no escapes.
-fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
-    serde_json::from_str::<&str>(raw.get())
-        .map(Cow::Borrowed)
-        .or_else(|_| serde_json::from_str::<String>(raw.get()).map(Cow::Owned))
-        .ok()
-}
-
 /// Turns an invocation envelope into the request the client sent to the host.
 ///
-/// Parsing is lazy: only `Data.<trigger>` is read, each member on its own, borrowing from
-/// the envelope; `Metadata` (which mirrors the client's JSON body) and other bindings are
-/// skipped without building a tree, so a crafted body cannot inflate memory.
+/// One pass over the envelope, borrowing from it: `Data.<trigger>` is read into typed
+/// fields (strings borrowed unless they hold escapes); `Metadata` (which mirrors the
+/// client's JSON body), other bindings and other trigger members are skipped without
+/// building anything, so a crafted body cannot inflate memory. Members of the wrong JSON
+/// type are consumed and reported as the matching [`EnvelopeError`].
 pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "Data", alias = "data", borrow)]
-        data: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
-    }
-    #[derive(Deserialize)]
-    struct HttpTrigger<'a> {
-        #[serde(rename = "Method", alias = "method", borrow)]
-        method: Option<&'a RawValue>,
-        #[serde(rename = "Url", alias = "url", borrow)]
-        url: Option<&'a RawValue>,
-        #[serde(rename = "Headers", alias = "headers", borrow)]
-        headers: Option<&'a RawValue>,
-        #[serde(rename = "Body", alias = "body", borrow)]
-        body: Option<&'a RawValue>,
-    }
-    // serde also reads a struct from a JSON array; the host always sends an object.
+    // serde also reads a map from a JSON array; the host always sends an object.
     if envelope.trim_ascii_start().first() != Some(&b'{') {
         return Err(EnvelopeError::NotJson);
     }
-    let root: Envelope<'_> = serde_json::from_slice(envelope).map_err(|_| EnvelopeError::NotJson)?;
-    let missing = || EnvelopeError::MissingTrigger(spec.trigger.clone());
-    let data = root.data.ok_or_else(missing)?;
-    let raw = data.get(spec.trigger.as_str()).filter(|r| r.get().starts_with('{')).ok_or_else(missing)?;
-    let req: HttpTrigger<'_> = serde_json::from_str(raw.get()).map_err(|_| missing())?;
+    let mut reader = serde_json::Deserializer::from_slice(envelope);
+    let root = EnvelopeSeed { trigger: &spec.trigger }
+        .deserialize(&mut reader)
+        .and_then(|root| reader.end().map(|()| root))
+        .map_err(|_| EnvelopeError::NotJson)?;
+    let req = root.ok_or_else(|| EnvelopeError::MissingTrigger(spec.trigger.clone()))?;
 
-    let method = req
-        .method
-        .and_then(text)
-        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-        .ok_or(EnvelopeError::BadMethod)?;
+    let method = match req.method {
+        Some(Text::Str(method)) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
+            Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
+        }
+        Some(Text::Str(method)) => Method::from_bytes(method.as_bytes()).ok(),
+        _ => None,
+    }
+    .ok_or(EnvelopeError::BadMethod)?;
     // The URL is informative only (the function is already chosen); keep path and query.
-    let uri = req
-        .url
-        .and_then(text)
-        .and_then(|u| u.parse::<Uri>().ok())
-        .and_then(|u| u.path_and_query().map(|pq| pq.as_str().to_owned()))
-        .and_then(|pq| pq.parse::<Uri>().ok())
-        .unwrap_or_else(|| Uri::from_static("/"));
+    let uri = match &req.url {
+        Some(Text::Str(url)) => url.parse::<Uri>().ok().and_then(|u| u.into_parts().path_and_query),
+        _ => None,
+    }
+    .and_then(|pq| {
+        Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(pq);
+            parts
+        })
+        .ok()
+    })
+    .unwrap_or_else(|| Uri::from_static("/"));
 
     let mut headers = HeaderMap::new();
-    if let Some(raw) = req.headers {
-        let raw: Vec<(Cow<'_, str>, &RawValue)> = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(raw.get())
-            .map_err(|_| EnvelopeError::BadHeaders)?
-            .into_iter()
-            .collect();
-        for (name, values) in raw {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::BadHeaders)?;
-            // The host sends every header as an array; each entry is one header line.
-            let values: Vec<Cow<'_, str>> = if values.get().starts_with('[') {
-                serde_json::from_str::<Vec<&RawValue>>(values.get())
-                    .map_err(|_| EnvelopeError::BadHeaders)?
-                    .into_iter()
-                    .map(text)
-                    .collect::<Option<_>>()
-                    .ok_or(EnvelopeError::BadHeaders)?
-            } else {
-                vec![text(values).ok_or(EnvelopeError::BadHeaders)?]
-            };
-            for v in values {
-                let value = HeaderValue::from_str(&v).map_err(|_| EnvelopeError::BadHeaders)?;
-                if headers.len() >= MAX_HEADER_LINES {
-                    return Err(EnvelopeError::BadHeaders);
+    match req.headers {
+        None => {}
+        Some(HeaderList::Invalid) => return Err(EnvelopeError::BadHeaders),
+        Some(HeaderList::Lines(lines)) => {
+            for (name, values) in lines {
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::BadHeaders)?;
+                // The host sends every header as an array; each entry is one header line.
+                for value in values {
+                    let Text::Str(value) = value else { return Err(EnvelopeError::BadHeaders) };
+                    let value = HeaderValue::from_str(&value).map_err(|_| EnvelopeError::BadHeaders)?;
+                    if headers.len() >= MAX_HEADER_LINES {
+                        return Err(EnvelopeError::BadHeaders);
+                    }
+                    // `append` would panic past the map's capacity; `try_append` reports it.
+                    headers.try_append(&name, value).map_err(|_| EnvelopeError::BadHeaders)?;
                 }
-                // `append` would panic past the map's capacity; `try_append` reports it.
-                headers.try_append(&name, value).map_err(|_| EnvelopeError::BadHeaders)?;
             }
         }
     }
@@ -133,8 +114,8 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
     let body = match req.body {
         None => Bytes::new(),
         Some(raw) if raw.get() == "null" => Bytes::new(),
-        Some(raw) => match text(raw) {
-            Some(text) => {
+        Some(raw) => match serde_json::from_str::<Text<'_>>(raw.get()) {
+            Ok(Text::Str(text)) => {
                 let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
                     || content_type.to_ascii_lowercase().contains("multipart/");
@@ -144,7 +125,7 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
                     None => Bytes::from(text.into_owned()),
                 }
             }
-            None => Bytes::from(raw.get().to_owned()),
+            _ => Bytes::from(raw.get().to_owned()),
         },
     };
 
@@ -155,26 +136,324 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
     Ok(request)
 }
 
+/// The members of the HTTP trigger this handler reads (`Query`, `Params`, `Identities`
+/// are skipped: the URL carries the query, identities are not ours to trust).
+#[derive(Deserialize)]
+struct HttpTrigger<'a> {
+    #[serde(rename = "Method", alias = "method", borrow)]
+    method: Option<Text<'a>>,
+    #[serde(rename = "Url", alias = "url", borrow)]
+    url: Option<Text<'a>>,
+    #[serde(rename = "Headers", alias = "headers", borrow)]
+    headers: Option<HeaderList<'a>>,
+    #[serde(rename = "Body", alias = "body", borrow)]
+    body: Option<&'a RawValue>,
+}
+
+/// The root object: `Data` (or `data`) is read, everything else skipped.
+struct EnvelopeSeed<'s> {
+    trigger: &'s str,
+}
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    /// The trigger's members, if `Data.<trigger>` is an object.
+    type Value = Option<HttpTrigger<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Option<HttpTrigger<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an invocation payload object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut trigger = None;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            if matches!(&key, Text::Str(k) if k == "Data" || k == "data") {
+                trigger = map.next_value_seed(DataSeed { trigger: self.trigger })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(trigger)
+    }
+}
+
+/// The `Data` object: the member named after the function's trigger binding is read.
+struct DataSeed<'s> {
+    trigger: &'s str,
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
+    type Value = Option<HttpTrigger<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_> {
+    type Value = Option<HttpTrigger<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Data object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut trigger = None;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            if matches!(&key, Text::Str(k) if k == self.trigger) {
+                trigger = map.next_value::<Trigger<'de>>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(trigger)
+    }
+}
+
+/// How a member is read without failing on the wrong JSON type: strings, arrays and
+/// objects as the type says; anything else (and whatever a type does not take) is
+/// consumed and becomes [`Lenient::other`], which the caller reports as its own error.
+trait Lenient<'de>: Sized {
+    /// The value for a JSON type this member does not take.
+    fn other() -> Self;
+
+    /// A JSON string (borrowed from the envelope when it has no escapes).
+    fn string(_: Cow<'de, str>) -> Self {
+        Self::other()
+    }
+
+    /// A JSON array.
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Self::other())
+    }
+
+    /// A JSON object.
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Self::other())
+    }
+}
+
+/// The serde visitor behind every [`Lenient`] type.
+struct LenientVisitor<T>(std::marker::PhantomData<T>);
+
+/// `Deserialize` for a [`Lenient`] type.
+fn lenient<'de, D: Deserializer<'de>, T: Lenient<'de>>(deserializer: D) -> Result<T, D::Error> {
+    deserializer.deserialize_any(LenientVisitor(std::marker::PhantomData))
+}
+
+impl<'de, T: Lenient<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<T, E> {
+        Ok(T::string(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::array(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::other())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::other())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::other())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::other())
+    }
+
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::other())
+    }
+}
+
+/// `Data.<trigger>`: the trigger's members if it is an object.
+struct Trigger<'a>(Option<HttpTrigger<'a>>);
+
+impl<'de: 'a, 'a> Lenient<'de> for Trigger<'a> {
+    fn other() -> Self {
+        Self(None)
+    }
+
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        HttpTrigger::deserialize(MapAccessDeserializer::new(map)).map(|t| Self(Some(t)))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Trigger<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient(deserializer)
+    }
+}
+
+/// A JSON string, or [`Text::Other`] for any other value.
+enum Text<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Lenient<'de> for Text<'a> {
+    fn other() -> Self {
+        Self::Other
+    }
+
+    fn string(text: Cow<'de, str>) -> Self {
+        Self::Str(text)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient(deserializer)
+    }
+}
+
+/// `Headers`: an object of header names to a string or an array of strings (one per
+/// header line), in envelope order; anything else is [`HeaderList::Invalid`].
+enum HeaderList<'a> {
+    Lines(Vec<(Cow<'a, str>, Vec<Text<'a>>)>),
+    Invalid,
+}
+
+impl<'de: 'a, 'a> Lenient<'de> for HeaderList<'a> {
+    fn other() -> Self {
+        Self::Invalid
+    }
+
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut lines = Vec::new();
+        let mut valid = true;
+        while let Some((name, values)) = map.next_entry::<Text<'a>, Values<'a>>()? {
+            match (name, values.0) {
+                (Text::Str(name), Some(values)) if valid => lines.push((name, values)),
+                _ => valid = false,
+            }
+        }
+        Ok(if valid { Self::Lines(lines) } else { Self::Invalid })
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient(deserializer)
+    }
+}
+
+/// One header's values: a string is one line, an array one line per entry (entries that
+/// are not strings stay [`Text::Other`]); anything else is `None`.
+struct Values<'a>(Option<Vec<Text<'a>>>);
+
+impl<'de: 'a, 'a> Lenient<'de> for Values<'a> {
+    fn other() -> Self {
+        Self(None)
+    }
+
+    fn string(text: Cow<'de, str>) -> Self {
+        Self(Some(vec![Text::Str(text)]))
+    }
+
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(8));
+        while let Some(value) = seq.next_element::<Text<'a>>()? {
+            values.push(value);
+        }
+        Ok(Self(Some(values)))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient(deserializer)
+    }
+}
+
 /// The HTTP output the host turns into the client's response.
 #[derive(Serialize)]
 struct HttpOutput<'a> {
     /// `statusCode`, not `status`, which the host ignores.
     #[serde(rename = "statusCode")]
     status_code: u16,
-    /// String values only: the host stringifies anything else into an invalid header.
-    headers: BTreeMap<&'a str, String>,
+    headers: StringHeaders<'a>,
     /// A string, so the host writes it verbatim.
     body: Cow<'a, str>,
+}
+
+/// Response headers as one JSON string per name (repeated headers joined with `, `): the
+/// host stringifies any other value into an invalid header.
+struct StringHeaders<'a>(&'a HeaderMap);
+
+impl Serialize for StringHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.keys_len()))?;
+        for name in self.0.keys() {
+            let mut values = self.0.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+            let mut joined = values.next().unwrap_or_default();
+            for value in values {
+                let joined = joined.to_mut();
+                joined.push_str(", ");
+                joined.push_str(&value);
+            }
+            map.serialize_entry(name.as_str(), &joined)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
 struct InvocationResult<'a> {
     #[serde(rename = "Outputs")]
-    outputs: BTreeMap<&'a str, HttpOutput<'a>>,
+    outputs: Outputs<'a>,
     #[serde(rename = "Logs")]
     logs: &'a [String],
     #[serde(rename = "ReturnValue")]
     return_value: Option<HttpOutput<'a>>,
+}
+
+/// `Outputs`: the named HTTP output binding, or nothing when the function returns
+/// through `$return`.
+struct Outputs<'a>(Option<(&'a str, HttpOutput<'a>)>);
+
+impl Serialize for Outputs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(usize::from(self.0.is_some())))?;
+        if let Some((name, output)) = &self.0 {
+            map.serialize_entry(name, output)?;
+        }
+        map.end()
+    }
 }
 
 /// Turns the function's response into the invocation result (JSON text) the host expects.
@@ -185,22 +464,15 @@ pub fn to_invocation_result(
     body: &[u8],
     logs: Vec<String>,
 ) -> String {
-    let mut out_headers = BTreeMap::new();
-    for name in headers.keys() {
-        // Repeated headers are joined into one string value.
-        let mut values = headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
-        let mut joined = values.next().map(Cow::into_owned).unwrap_or_default();
-        for v in values {
-            joined.push_str(", ");
-            joined.push_str(&v);
-        }
-        out_headers.insert(name.as_str(), joined);
-    }
-    let output = HttpOutput { status_code: status.as_u16(), headers: out_headers, body: String::from_utf8_lossy(body) };
+    let output = HttpOutput {
+        status_code: status.as_u16(),
+        headers: StringHeaders(headers),
+        body: String::from_utf8_lossy(body),
+    };
     let result = if spec.output == "$return" {
-        InvocationResult { outputs: BTreeMap::new(), logs: &logs, return_value: Some(output) }
+        InvocationResult { outputs: Outputs(None), logs: &logs, return_value: Some(output) }
     } else {
-        InvocationResult { outputs: BTreeMap::from([(spec.output.as_str(), output)]), logs: &logs, return_value: None }
+        InvocationResult { outputs: Outputs(Some((spec.output.as_str(), output))), logs: &logs, return_value: None }
     };
     // Serializing these types cannot fail (string keys, no floats); fall back to a valid
     // empty answer rather than panic.
@@ -301,6 +573,54 @@ mod tests {
     }
 
     #[test]
+    fn escaped_strings_single_values_and_lowercase_methods_are_read() {
+        let envelope = r#"{"Metadata": {"x": [1, {"y": null}]}, "Data": {"other": 5, "req": {
+            "Url": "https:\/\/app\/api\/api-a?q=\u0031", "Method": "post", "Query": {"code": "k"},
+            "Headers": {"X-Quoted": "a\"b", "Accept": ["*/*"], "X-Two": ["1", "2"]}, "Body": "h\u00e9"}}}"#;
+        let request = to_http_request(&spec("res"), envelope.as_bytes()).unwrap();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "/api/api-a?q=1");
+        assert_eq!(request.headers()["x-quoted"], "a\"b");
+        assert_eq!(request.headers()["accept"], "*/*");
+        assert_eq!(request.headers().get_all("x-two").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(request.body(), "h\u{e9}".as_bytes());
+        // A JSON (non-string) body is passed on as its JSON text; no URL means "/".
+        let json =
+            to_http_request(&spec("res"), br#"{"Data": {"req": {"Method": "GET", "Body": {"a": [1]}}}}"#).unwrap();
+        assert_eq!((json.uri().to_string().as_str(), json.body().as_ref()), ("/", br#"{"a": [1]}"#.as_slice()));
+    }
+
+    #[test]
+    fn members_of_the_wrong_type_are_the_matching_error() {
+        let parse = |v: &str| to_http_request(&spec("res"), v.as_bytes()).unwrap_err();
+        assert_eq!(parse(r#"{"Data": 5}"#), EnvelopeError::NotJson);
+        assert_eq!(parse(r#"{"Data": {"req": {"Method": "GET"}}} trailing"#), EnvelopeError::NotJson);
+        assert_eq!(parse(r#"{"Data": {"req": "GET /"}}"#), EnvelopeError::MissingTrigger("req".into()));
+        assert_eq!(parse(r#"{"Data": {"req": [{"Method": "GET"}]}}"#), EnvelopeError::MissingTrigger("req".into()));
+        assert_eq!(parse(r#"{"Data": {"req": {"Method": ["GET"]}}}"#), EnvelopeError::BadMethod);
+        assert_eq!(parse(r#"{"Data": {"req": {"Url": "/"}}}"#), EnvelopeError::BadMethod);
+        assert_eq!(parse(r#"{"Data": {"req": {"Method": "GET", "Headers": ["a"]}}}"#), EnvelopeError::BadHeaders);
+        assert_eq!(
+            parse(r#"{"Data": {"req": {"Method": "GET", "Headers": {"a": {"b": "c"}}}}}"#),
+            EnvelopeError::BadHeaders
+        );
+        assert_eq!(
+            parse(r#"{"Data": {"req": {"Method": "GET", "Headers": {"a": "x\ny"}}}}"#),
+            EnvelopeError::BadHeaders
+        );
+    }
+
+    #[test]
+    fn repeated_response_headers_are_joined_into_one_string() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+        headers.append(header::VARY, HeaderValue::from_static("accept"));
+        let result = to_invocation_result(&spec("res"), StatusCode::OK, &headers, b"", vec![]);
+        let result: Value = serde_json::from_str(&result).unwrap();
+        assert_eq!(result["Outputs"]["res"]["headers"], json!({"vary": "origin, accept"}));
+    }
+
+    #[test]
     fn result_puts_the_response_in_the_named_output_with_string_headers() {
         let mut headers = HeaderMap::new();
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
@@ -314,5 +634,6 @@ mod tests {
         let ret = to_invocation_result(&spec("$return"), StatusCode::OK, &HeaderMap::new(), b"ok", vec![]);
         let ret: Value = serde_json::from_str(&ret).unwrap();
         assert_eq!(ret["ReturnValue"]["statusCode"], 200);
+        assert_eq!(ret["Outputs"], json!({}));
     }
 }
