@@ -60,7 +60,9 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
     if envelope.trim_ascii_start().first() != Some(&b'{') {
         return Err(EnvelopeError::NotJson);
     }
-    let mut reader = serde_json::Deserializer::from_slice(envelope);
+    // JSON is UTF-8: checked once here, so strings borrowed below are not checked again.
+    let envelope = std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)?;
+    let mut reader = serde_json::Deserializer::from_str(envelope);
     let root = EnvelopeSeed { trigger: &spec.trigger }
         .deserialize(&mut reader)
         .and_then(|root| reader.end().map(|()| root))
