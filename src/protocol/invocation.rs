@@ -355,11 +355,17 @@ impl<'de: 'a, 'a> Lenient<'de> for HeaderList<'a> {
 
     fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut lines = Vec::new();
+        let mut count = 0usize;
         let mut valid = true;
         while let Some((name, values)) = map.next_entry::<Text<'a>, Values<'a>>()? {
+            count = count.saturating_add(values.0.as_ref().map_or(0, Vec::len));
             match (name, values.0) {
-                (Text::Str(name), Some(values)) if valid => lines.push((name, values)),
-                _ => valid = false,
+                // Past the line cap nothing more is kept: the rest is only read through.
+                (Text::Str(name), Some(values)) if valid && count <= MAX_HEADER_LINES => lines.push((name, values)),
+                _ => {
+                    valid = false;
+                    lines = Vec::new();
+                }
             }
         }
         Ok(if valid { Self::Lines(lines) } else { Self::Invalid })
@@ -388,7 +394,10 @@ impl<'de: 'a, 'a> Lenient<'de> for Values<'a> {
     fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
         let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(8));
         while let Some(value) = seq.next_element::<Text<'a>>()? {
-            values.push(value);
+            // One past the cap is enough for the caller to refuse the envelope.
+            if values.len() <= MAX_HEADER_LINES {
+                values.push(value);
+            }
         }
         Ok(Self(Some(values)))
     }
@@ -610,6 +619,18 @@ mod tests {
             parse(r#"{"Data": {"req": {"Method": "GET", "Headers": {"a": "x\ny"}}}}"#),
             EnvelopeError::BadHeaders
         );
+    }
+
+    #[test]
+    fn header_lines_are_capped_across_names_and_arrays() {
+        let envelope = |headers: Value| json!({"Data": {"req": {"Method": "GET", "Headers": headers}}}).to_string();
+        let names = |n: usize| Value::Object((0..n).map(|i| (format!("x-{i}"), json!(["v"]))).collect());
+        let parse = |v: String| to_http_request(&spec("res"), v.as_bytes()).map(|r| r.headers().len());
+        assert_eq!(parse(envelope(names(MAX_HEADER_LINES))), Ok(MAX_HEADER_LINES));
+        assert_eq!(parse(envelope(names(MAX_HEADER_LINES + 1))), Err(EnvelopeError::BadHeaders));
+        let lines = |n: usize| json!({"x-many": vec!["v"; n]});
+        assert_eq!(parse(envelope(lines(MAX_HEADER_LINES))), Ok(MAX_HEADER_LINES));
+        assert_eq!(parse(envelope(lines(100_000))), Err(EnvelopeError::BadHeaders));
     }
 
     #[test]
