@@ -120,11 +120,6 @@ impl AppState {
     }
 }
 
-/// The outcome of one authentication decision, attached to responses so the invocation
-/// adapter can copy it into the host's `Logs`.
-#[derive(Debug, Clone)]
-pub struct Decision(pub String);
-
 /// The router: `GET /` readiness, everything else routed by [`AppLayout`].
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new().route("/", any(ready)).fallback(route).with_state(state)
@@ -166,16 +161,17 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 /// brought it: method check, authentication, then the business handler. The body is only
 /// read once the caller is authenticated.
 pub async fn run_function(state: &AppState, index: usize, parts: http::request::Parts, body: Body) -> Response<Body> {
-    run_function_with(state, index, parts, body, false).await
+    run_function_with(state, index, parts, body, None).await
 }
 
-/// As [`run_function`]; `decision` attaches the [`Decision`] line (invocation mode's `Logs`).
+/// As [`run_function`]; with `logs`, the authentication decision is also pushed to it as
+/// one line (invocation mode's `Logs`, which the host shows with the invocation).
 pub async fn run_function_with(
     state: &AppState,
     index: usize,
     parts: http::request::Parts,
     body: Body,
-    decision: bool,
+    logs: Option<&mut Vec<String>>,
 ) -> Response<Body> {
     let spec = &state.layout.functions[index];
     if let Some(methods) = &spec.methods
@@ -203,10 +199,10 @@ pub async fn run_function_with(
     } else {
         let claims = match state.auth.authenticate(&parts.headers).await {
             Ok(claims) => claims,
-            Err(error) => return deny(state, &spec.name, error, None, started, decision),
+            Err(error) => return deny(state, &spec.name, error, None, started, logs),
         };
         if let Err(error) = spec.policy.check(&claims) {
-            return deny(state, &spec.name, error, Some(&claims), started, decision);
+            return deny(state, &spec.name, error, Some(&claims), started, logs);
         }
         Some(claims)
     };
@@ -215,7 +211,7 @@ pub async fn run_function_with(
     };
     let logged = claims.clone();
     let caller = Caller::of(logged.as_deref());
-    let mut response = handler(FunctionRequest { parts, body, claims }).await;
+    let response = handler(FunctionRequest { parts, body, claims }).await;
     let (outcome, reason) =
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
     // `message` as a `&str` field (first, as the macros place it) skips `fmt` entirely.
@@ -231,11 +227,11 @@ pub async fn run_function_with(
         iss = caller.issuer,
         duration_us = started.elapsed().as_micros() as u64,
     );
-    if decision {
-        response.extensions_mut().insert(Decision(format!(
+    if let Some(logs) = logs {
+        logs.push(format!(
             "auth decision: function={} outcome={outcome} client_id={} sub={}",
             spec.name, caller.client, caller.subject
-        )));
+        ));
     }
     response
 }
@@ -280,7 +276,7 @@ fn deny(
     error: AuthError,
     claims: Option<&Claims>,
     started: Instant,
-    decision: bool,
+    logs: Option<&mut Vec<String>>,
 ) -> Response<Body> {
     let status = error.status().as_u16();
     let caller = Caller::of(claims);
@@ -297,11 +293,8 @@ fn deny(
         duration_us = started.elapsed().as_micros() as u64,
     );
     // The line for the host's `Logs` is only built in invocation mode.
-    let line =
-        decision.then(|| format!("auth decision: function={function} outcome=denied status={status} reason={error}"));
-    let mut response = error.into_response(&state.challenges);
-    if let Some(line) = line {
-        response.extensions_mut().insert(Decision(line));
+    if let Some(logs) = logs {
+        logs.push(format!("auth decision: function={function} outcome=denied status={status} reason={error}"));
     }
-    response
+    error.into_response(&state.challenges)
 }

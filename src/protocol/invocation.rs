@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::warn;
 
-use crate::app::{AppState, Decision, plain, run_function_with};
+use crate::app::{AppState, plain, run_function_with};
 use crate::layout::FunctionSpec;
 
 /// Most header lines taken from an envelope. The host's own server (Kestrel) refuses
@@ -496,11 +496,8 @@ fn envelope_answer(result: String) -> Response<Body> {
     response
 }
 
-async fn function_answer(spec: &FunctionSpec, response: Response<Body>, mut logs: Vec<String>) -> Response<Body> {
+async fn function_answer(spec: &FunctionSpec, response: Response<Body>, logs: Vec<String>) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    if let Some(Decision(line)) = parts.extensions.get::<Decision>() {
-        logs.push(line.clone());
-    }
     // Handler bodies are small text; a body that fails to collect becomes empty.
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     envelope_answer(to_invocation_result(spec, parts.status, &parts.headers, &body, logs))
@@ -524,8 +521,9 @@ pub async fn handle(state: &AppState, index: usize, request: Request) -> Respons
         }
     };
     let (parts, body) = request.into_parts();
-    let response = run_function_with(state, index, parts, Body::from(body), true).await;
-    function_answer(spec, response, Vec::new()).await
+    let mut logs = Vec::new();
+    let response = run_function_with(state, index, parts, Body::from(body), Some(&mut logs)).await;
+    function_answer(spec, response, logs).await
 }
 
 #[cfg(test)]
