@@ -82,15 +82,7 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
         Some(Text::Str(url)) => url.parse::<Uri>().ok().and_then(|u| u.into_parts().path_and_query),
         _ => None,
     }
-    .and_then(|pq| {
-        Uri::from_parts({
-            let mut parts = http::uri::Parts::default();
-            parts.path_and_query = Some(pq);
-            parts
-        })
-        .ok()
-    })
-    .unwrap_or_else(|| Uri::from_static("/"));
+    .map_or_else(|| Uri::from_static("/"), Uri::from);
 
     let mut headers = HeaderMap::new();
     match req.headers {
