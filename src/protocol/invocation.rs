@@ -56,13 +56,19 @@ pub enum EnvelopeError {
 /// building anything, so a crafted body cannot inflate memory. Members of the wrong JSON
 /// type are consumed and reported as the matching [`EnvelopeError`].
 pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
+    from_envelope(spec, &Bytes::copy_from_slice(envelope))
+}
+
+/// [`to_http_request`] for an envelope already in [`Bytes`] (as read from the host): header
+/// values without escapes share its memory instead of being copied.
+fn from_envelope(spec: &FunctionSpec, envelope: &Bytes) -> Result<http::Request<Bytes>, EnvelopeError> {
     // serde also reads a map from a JSON array; the host always sends an object.
     if envelope.trim_ascii_start().first() != Some(&b'{') {
         return Err(EnvelopeError::NotJson);
     }
     // JSON is UTF-8: checked once here, so strings borrowed below are not checked again.
-    let envelope = std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)?;
-    let mut reader = serde_json::Deserializer::from_str(envelope);
+    let text = std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)?;
+    let mut reader = serde_json::Deserializer::from_str(text);
     let root = EnvelopeSeed { trigger: &spec.trigger }
         .deserialize(&mut reader)
         .and_then(|root| reader.end().map(|()| root))
@@ -94,7 +100,7 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
                 // The host sends every header as an array; each entry is one header line.
                 for value in values {
                     let Text::Str(value) = value else { return Err(EnvelopeError::BadHeaders) };
-                    let value = HeaderValue::from_str(&value).map_err(|_| EnvelopeError::BadHeaders)?;
+                    let value = header_value(envelope, &value).map_err(|_| EnvelopeError::BadHeaders)?;
                     if headers.len() >= MAX_HEADER_LINES {
                         return Err(EnvelopeError::BadHeaders);
                     }
@@ -128,6 +134,18 @@ pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Req
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     Ok(request)
+}
+
+/// A header value for `text`: a slice of `envelope` when `text` lies inside it (a string
+/// borrowed from the envelope), else a copy.
+fn header_value(envelope: &Bytes, text: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let within = envelope.as_ptr_range();
+    let (start, end) = (text.as_ptr(), text.as_ptr().wrapping_add(text.len()));
+    if within.start <= start && end <= within.end {
+        HeaderValue::from_maybe_shared(envelope.slice_ref(text.as_bytes()))
+    } else {
+        HeaderValue::from_str(text)
+    }
 }
 
 /// The members of the HTTP trigger this handler reads (`Query`, `Params`, `Identities`
@@ -336,7 +354,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// `Headers`: an object of header names to a string or an array of strings (one per
 /// header line), in envelope order; anything else is [`HeaderList::Invalid`].
 enum HeaderList<'a> {
-    Lines(Vec<(Cow<'a, str>, Vec<Text<'a>>)>),
+    Lines(Vec<(Cow<'a, str>, Values<'a>)>),
     Invalid,
 }
 
@@ -350,10 +368,10 @@ impl<'de: 'a, 'a> Lenient<'de> for HeaderList<'a> {
         let mut count = 0usize;
         let mut valid = true;
         while let Some((name, values)) = map.next_entry::<Text<'a>, Values<'a>>()? {
-            count = count.saturating_add(values.0.as_ref().map_or(0, Vec::len));
-            match (name, values.0) {
+            count = count.saturating_add(values.len());
+            match name {
                 // Past the line cap nothing more is kept: the rest is only read through.
-                (Text::Str(name), Some(values)) if valid && count <= MAX_HEADER_LINES => lines.push((name, values)),
+                Text::Str(name) if valid && values.valid && count <= MAX_HEADER_LINES => lines.push((name, values)),
                 _ => {
                     valid = false;
                     lines = Vec::new();
@@ -371,27 +389,47 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
 }
 
 /// One header's values: a string is one line, an array one line per entry (entries that
-/// are not strings stay [`Text::Other`]); anything else is `None`.
-struct Values<'a>(Option<Vec<Text<'a>>>);
+/// are not strings stay [`Text::Other`]); anything else is not `valid`. The first line is
+/// held inline: the host sends one-entry arrays, which then need no allocation.
+struct Values<'a> {
+    first: Option<Text<'a>>,
+    rest: Vec<Text<'a>>,
+    valid: bool,
+}
+
+impl<'a> Values<'a> {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+}
+
+impl<'a> IntoIterator for Values<'a> {
+    type Item = Text<'a>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Text<'a>>, std::vec::IntoIter<Text<'a>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
 
 impl<'de: 'a, 'a> Lenient<'de> for Values<'a> {
     fn other() -> Self {
-        Self(None)
+        Self { first: None, rest: Vec::new(), valid: false }
     }
 
     fn string(text: Cow<'de, str>) -> Self {
-        Self(Some(vec![Text::Str(text)]))
+        Self { first: Some(Text::Str(text)), rest: Vec::new(), valid: true }
     }
 
     fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(8));
+        let mut values = Self { first: seq.next_element::<Text<'a>>()?, rest: Vec::new(), valid: true };
         while let Some(value) = seq.next_element::<Text<'a>>()? {
             // One past the cap is enough for the caller to refuse the envelope.
-            if values.len() <= MAX_HEADER_LINES {
-                values.push(value);
+            if values.rest.len() < MAX_HEADER_LINES {
+                values.rest.push(value);
             }
         }
-        Ok(Self(Some(values)))
+        Ok(values)
     }
 }
 
@@ -504,7 +542,7 @@ pub async fn handle(state: &AppState, index: usize, request: Request) -> Respons
         warn!(function = %spec.name, limit, "invocation payload too large");
         return function_answer(spec, plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"), vec![line]).await;
     };
-    let request = match to_http_request(spec, &envelope) {
+    let request = match from_envelope(spec, &envelope) {
         Ok(request) => request,
         Err(error) => {
             warn!(function = %spec.name, error = %error, "malformed invocation payload");
@@ -621,6 +659,18 @@ mod tests {
         let lines = |n: usize| json!({"x-many": vec!["v"; n]});
         assert_eq!(parse(envelope(lines(MAX_HEADER_LINES))), Ok(MAX_HEADER_LINES));
         assert_eq!(parse(envelope(lines(100_000))), Err(EnvelopeError::BadHeaders));
+    }
+
+    #[test]
+    fn header_values_share_the_envelope_when_they_lie_inside_it() {
+        let envelope = Bytes::from_static(b"{\"a\": \"Bearer x\"}");
+        let inside = std::str::from_utf8(&envelope[7..15]).unwrap();
+        let shared = header_value(&envelope, inside).unwrap();
+        assert_eq!((shared.to_str().unwrap(), shared.as_bytes().as_ptr()), ("Bearer x", inside.as_ptr()));
+        let copied = String::from("Bearer y");
+        assert_eq!(header_value(&envelope, &copied).unwrap(), "Bearer y");
+        assert!(header_value(&envelope, "a\nb").is_err());
+        assert!(header_value(&envelope, std::str::from_utf8(&envelope[..]).unwrap()).is_ok());
     }
 
     #[test]
