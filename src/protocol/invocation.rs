@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -69,11 +70,14 @@ fn from_envelope(spec: &FunctionSpec, envelope: &Bytes) -> Result<http::Request<
     // JSON is UTF-8: checked once here, so strings borrowed below are not checked again.
     let text = std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)?;
     let mut reader = serde_json::Deserializer::from_str(text);
-    let root = EnvelopeSeed { trigger: &spec.trigger }
+    // `Data.<trigger>`, read as the trigger's members if it is an object.
+    let trigger = [spec.trigger.as_str()];
+    let data = Member { names: &trigger, seed: PhantomData::<Trigger<'_>> };
+    let root = Member { names: &["Data", "data"], seed: data }
         .deserialize(&mut reader)
         .and_then(|root| reader.end().map(|()| root))
         .map_err(|_| EnvelopeError::NotJson)?;
-    let req = root.ok_or_else(|| EnvelopeError::MissingTrigger(spec.trigger.clone()))?;
+    let req = root.flatten().and_then(|t| t.0).ok_or_else(|| EnvelopeError::MissingTrigger(spec.trigger.clone()))?;
 
     let method = match req.method {
         Some(Text::Str(method)) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
@@ -162,70 +166,39 @@ struct HttpTrigger<'a> {
     body: Option<&'a RawValue>,
 }
 
-/// The root object: `Data` (or `data`) is read, everything else skipped.
-struct EnvelopeSeed<'s> {
-    trigger: &'s str,
+/// An object of which only the member named one of `names` is read, with `seed` (the last
+/// one if repeated); every other member is skipped. `None` when there is no such member.
+#[derive(Clone, Copy)]
+struct Member<'s, S> {
+    names: &'s [&'s str],
+    seed: S,
 }
 
-impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
-    /// The trigger's members, if `Data.<trigger>` is an object.
-    type Value = Option<HttpTrigger<'de>>;
+impl<'de, S: DeserializeSeed<'de> + Copy> DeserializeSeed<'de> for Member<'_, S> {
+    type Value = Option<S::Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
-    type Value = Option<HttpTrigger<'de>>;
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Member<'_, S> {
+    type Value = Option<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an invocation payload object")
+        write!(f, "an object with a member {:?}", self.names)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut trigger = None;
+        let mut value = None;
         while let Some(key) = map.next_key::<Text<'de>>()? {
-            if matches!(&key, Text::Str(k) if k == "Data" || k == "data") {
-                trigger = map.next_value_seed(DataSeed { trigger: self.trigger })?;
+            if matches!(&key, Text::Str(k) if self.names.contains(&k.as_ref())) {
+                value = Some(map.next_value_seed(self.seed)?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(trigger)
-    }
-}
-
-/// The `Data` object: the member named after the function's trigger binding is read.
-struct DataSeed<'s> {
-    trigger: &'s str,
-}
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
-    type Value = Option<HttpTrigger<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DataSeed<'_> {
-    type Value = Option<HttpTrigger<'de>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Data object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut trigger = None;
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            if matches!(&key, Text::Str(k) if k == self.trigger) {
-                trigger = map.next_value::<Trigger<'de>>()?.0;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(trigger)
+        Ok(value)
     }
 }
 
@@ -255,11 +228,11 @@ trait Lenient<'de>: Sized {
 }
 
 /// The serde visitor behind every [`Lenient`] type.
-struct LenientVisitor<T>(std::marker::PhantomData<T>);
+struct LenientVisitor<T>(PhantomData<T>);
 
 /// `Deserialize` for a [`Lenient`] type.
 fn lenient<'de, D: Deserializer<'de>, T: Lenient<'de>>(deserializer: D) -> Result<T, D::Error> {
-    deserializer.deserialize_any(LenientVisitor(std::marker::PhantomData))
+    deserializer.deserialize_any(LenientVisitor(PhantomData))
 }
 
 impl<'de, T: Lenient<'de>> Visitor<'de> for LenientVisitor<T> {
