@@ -214,25 +214,8 @@ pub async fn run_function_with(
     let response = handler(FunctionRequest { parts, body, claims }).await;
     let (outcome, reason) =
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
-    // `message` as a `&str` field (first, as the macros place it) skips `fmt` entirely.
-    info!(
-        message = "auth decision",
-        function = spec.name.as_str(),
-        outcome,
-        status = response.status().as_u16(),
-        auth.reason = reason,
-        client_id = caller.client,
-        sub = caller.subject,
-        kid = caller.kid,
-        iss = caller.issuer,
-        duration_us = started.elapsed().as_micros() as u64,
-    );
-    if let Some(logs) = logs {
-        logs.push(format!(
-            "auth decision: function={} outcome={outcome} client_id={} sub={}",
-            spec.name, caller.client, caller.subject
-        ));
-    }
+    let status = response.status().as_u16();
+    Decision { function: &spec.name, outcome, status, reason, caller, started }.record(logs);
     response
 }
 
@@ -278,23 +261,44 @@ fn deny(
     started: Instant,
     logs: Option<&mut Vec<String>>,
 ) -> Response<Body> {
-    let status = error.status().as_u16();
-    let caller = Caller::of(claims);
-    info!(
-        message = "auth decision",
-        function,
-        outcome = "denied",
-        status,
-        auth.reason = error.reason(),
-        client_id = caller.client,
-        sub = caller.subject,
-        kid = caller.kid,
-        iss = caller.issuer,
-        duration_us = started.elapsed().as_micros() as u64,
-    );
-    // The line for the host's `Logs` is only built in invocation mode.
-    if let Some(logs) = logs {
-        logs.push(format!("auth decision: function={function} outcome=denied status={status} reason={error}"));
-    }
+    let (status, reason, caller) = (error.status().as_u16(), error.reason(), Caller::of(claims));
+    Decision { function, outcome: "denied", status, reason, caller, started }.record(logs);
     error.into_response(&state.challenges)
+}
+
+/// One authentication decision, as logged.
+struct Decision<'a> {
+    function: &'a str,
+    outcome: &'static str,
+    status: u16,
+    reason: &'static str,
+    caller: Caller<'a>,
+    started: Instant,
+}
+
+impl Decision<'_> {
+    /// Writes the decision line; with `logs` (invocation mode), also a copy for the host's
+    /// `Logs`.
+    fn record(&self, logs: Option<&mut Vec<String>>) {
+        let Self { function, outcome, status, reason, caller, started } = self;
+        // `message` as a `&str` field (first, as the macros place it) skips `fmt` entirely.
+        info!(
+            message = "auth decision",
+            function,
+            outcome,
+            status,
+            auth.reason = reason,
+            client_id = caller.client,
+            sub = caller.subject,
+            kid = caller.kid,
+            iss = caller.issuer,
+            duration_us = started.elapsed().as_micros() as u64,
+        );
+        if let Some(logs) = logs {
+            logs.push(format!(
+                "auth decision: function={function} outcome={outcome} status={status} reason={reason} client_id={} sub={}",
+                caller.client, caller.subject
+            ));
+        }
+    }
 }

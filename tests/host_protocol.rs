@@ -73,7 +73,11 @@ async fn invocation_with_valid_token_returns_200_inside_outputs() {
     assert!(res["headers"].as_object().unwrap().values().all(Value::is_string));
     assert_eq!(result["ReturnValue"], Value::Null);
     let logs = result["Logs"].as_array().unwrap();
-    assert!(logs.iter().any(|l| l.as_str().unwrap().contains("outcome=allowed")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.as_str().unwrap().starts_with("auth decision: function=api-a outcome=allowed status=200 ")),
+        "{logs:?}"
+    );
     assert!(!result.to_string().contains(&t), "the token leaked into the result");
 }
 
@@ -86,7 +90,10 @@ async fn invocation_without_token_returns_401_challenge_inside_outputs() {
     assert_eq!(res["statusCode"], 401);
     assert_eq!(res["body"], "No authorization token was found");
     assert_eq!(res["headers"]["www-authenticate"], r#"Bearer realm="api""#);
-    assert!(result["Logs"][0].as_str().unwrap().contains("outcome=denied"));
+    assert_eq!(
+        result["Logs"],
+        json!(["auth decision: function=api-a outcome=denied status=401 reason=no bearer token client_id=- sub=-"])
+    );
 }
 
 #[tokio::test]
