@@ -124,12 +124,13 @@ fn from_envelope(spec: &FunctionSpec, envelope: &Bytes) -> Result<http::Request<
                 let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
                     || content_type.to_ascii_lowercase().contains("multipart/");
                 // The host base64-encodes exactly these content types.
-                match binary.then(|| STANDARD.decode(text.as_bytes()).ok()).flatten() {
-                    Some(bytes) => Bytes::from(bytes),
-                    None => Bytes::from(text.into_owned()),
+                match (binary.then(|| STANDARD.decode(text.as_bytes()).ok()).flatten(), text) {
+                    (Some(bytes), _) => Bytes::from(bytes),
+                    (None, Cow::Borrowed(text)) => share(envelope, text),
+                    (None, Cow::Owned(text)) => Bytes::from(text),
                 }
             }
-            _ => Bytes::from(raw.get().to_owned()),
+            _ => share(envelope, raw.get()),
         },
     };
 
@@ -140,15 +141,20 @@ fn from_envelope(spec: &FunctionSpec, envelope: &Bytes) -> Result<http::Request<
     Ok(request)
 }
 
-/// A header value for `text`: a slice of `envelope` when `text` lies inside it (a string
-/// borrowed from the envelope), else a copy.
+/// A header value for `text`, sharing the envelope's memory where it can ([`share`]).
 fn header_value(envelope: &Bytes, text: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::from_maybe_shared(share(envelope, text))
+}
+
+/// `text` as [`Bytes`]: a slice of `envelope` when `text` lies inside it (a string borrowed
+/// from the envelope), else a copy.
+fn share(envelope: &Bytes, text: &str) -> Bytes {
     let within = envelope.as_ptr_range();
     let (start, end) = (text.as_ptr(), text.as_ptr().wrapping_add(text.len()));
     if within.start <= start && end <= within.end {
-        HeaderValue::from_maybe_shared(envelope.slice_ref(text.as_bytes()))
+        envelope.slice_ref(text.as_bytes())
     } else {
-        HeaderValue::from_str(text)
+        Bytes::copy_from_slice(text.as_bytes())
     }
 }
 
@@ -644,6 +650,11 @@ mod tests {
         assert_eq!(header_value(&envelope, &copied).unwrap(), "Bearer y");
         assert!(header_value(&envelope, "a\nb").is_err());
         assert!(header_value(&envelope, std::str::from_utf8(&envelope[..]).unwrap()).is_ok());
+        // Bodies too: a string without escapes and raw JSON are slices of the envelope.
+        let envelope = Bytes::from_static(br#"{"Data": {"req": {"Method": "POST", "Body": "plain text"}}}"#);
+        let body = from_envelope(&spec("res"), &envelope).unwrap().into_body();
+        let at = envelope.windows(10).position(|w| w == b"plain text").unwrap();
+        assert_eq!((body.as_ref(), body.as_ptr()), (b"plain text".as_slice(), envelope[at..].as_ptr()));
     }
 
     #[test]
