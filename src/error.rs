@@ -38,7 +38,8 @@ impl fmt::Display for AuthError {
 impl std::error::Error for AuthError {}
 
 /// What is wrong with the `Authorization` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
 pub enum RequestProblem {
     /// `Bearer` with nothing after it.
     EmptyToken,
@@ -62,16 +63,9 @@ impl RequestProblem {
     }
 }
 
-impl fmt::Display for RequestProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason())
-    }
-}
-
-impl std::error::Error for RequestProblem {}
-
 /// Why a token was rejected. [`TokenRejection::reason`] is for logs; clients get a generic text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
 pub enum TokenRejection {
     /// Longer than the configured cap; not parsed.
     Oversized,
@@ -133,14 +127,6 @@ impl TokenRejection {
         }
     }
 }
-
-impl fmt::Display for TokenRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason())
-    }
-}
-
-impl std::error::Error for TokenRejection {}
 
 /// Fixed parts of every challenge, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +346,15 @@ mod tests {
                 .unwrap()
                 .contains("resource_metadata=")
         );
+    }
+
+    #[test]
+    fn reasons_are_the_display_text() {
+        assert_eq!(TokenRejection::Expired.to_string(), "expired");
+        assert_eq!(RequestProblem::SeveralTokens.to_string(), "several tokens");
+        assert_eq!(AuthError::InvalidToken(TokenRejection::Expired).to_string(), "invalid token: expired");
+        assert_eq!(AuthError::InvalidToken(TokenRejection::BadSignature).reason(), "bad signature");
+        assert_eq!(AuthError::MissingToken.to_string(), "no bearer token");
     }
 
     #[test]
