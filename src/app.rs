@@ -1,24 +1,30 @@
 //! The HTTP surface the Functions host talks to: the readiness probe, invocation-mode
-//! envelopes and forwarded/proxied requests, all funnelled into [`run_function`], which
-//! authenticates, applies the method rules and calls the business handler.
+//! envelopes and forwarded/proxied requests. HTTP functions all go through
+//! [`run_function`] (method rules, authentication, policy, then the business handler);
+//! non-HTTP triggers through [`invoke_trigger`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::routing::any;
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use tracing::info;
+use serde_json::Value;
+use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::auth::Claims;
 use crate::error::{AuthError, Challenges};
-use crate::functions::{self, FunctionRequest, Handler, Registry};
-use crate::layout::AppLayout;
+use crate::extract::{Invocation, OutputData, Outputs};
+use crate::functions::{self, BoxedHandler, Functions};
+use crate::layout::{AppLayout, Direction, FunctionSpec, RouteMatch};
 use crate::metadata::{self, ResourceMetadata};
-use crate::protocol::invocation;
+use crate::protocol::invocation::{
+    self as envelope, ENVELOPE_OVERHEAD_BYTES, HttpAnswer, InputValues, OutputValue, Shape,
+};
+use crate::route::RouteValues;
 
 /// Everything a request needs, built once at start-up.
 #[derive(Debug)]
@@ -38,18 +44,32 @@ pub struct AppState {
 }
 
 /// What answers a function's requests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub enum Endpoint {
-    /// A business handler, behind authentication and the function's policy.
-    Business(Handler),
+    /// A business handler (behind authentication and the policy for HTTP functions).
+    Business {
+        /// The function's name, shared with the handler's [`Logger`](crate::extract::Logger).
+        name: Arc<str>,
+        /// The handler.
+        handler: BoxedHandler,
+    },
     /// The RFC 9728 metadata document (a folder routed to `.well-known/oauth-protected-resource`).
     ResourceMetadata,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Business { name, .. } => f.debug_tuple("Business").field(name).finish(),
+            Self::ResourceMetadata => f.write_str("ResourceMetadata"),
+        }
+    }
 }
 
 /// A start-up inconsistency between the function folders and the binary or configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum UnknownFunction {
-    /// A function folder with no handler compiled into this binary.
+    /// A function folder with no handler registered.
     #[error("{name}/function.json: function \"{name}\" has no handler in this binary (known: {known})")]
     NoHandler {
         /// The function's folder name.
@@ -57,6 +77,9 @@ pub enum UnknownFunction {
         /// Functions the binary implements.
         known: String,
     },
+    /// Two handlers registered under one name.
+    #[error("function \"{0}\" is registered twice")]
+    Duplicate(String),
     /// A folder routes to the metadata document but `AUTH_RESOURCE` is not set.
     #[error("{name}/function.json: route {route} needs AUTH_RESOURCE to be set")]
     MetadataDisabled {
@@ -73,24 +96,41 @@ pub enum UnknownFunction {
         /// The issuer named by its policy.
         issuer: String,
     },
+    /// An `auth.json` beside a non-HTTP trigger, which the host calls without a token.
+    #[error(
+        "{name}/auth.json: {trigger} functions are called by the host, not by clients with tokens; remove auth.json"
+    )]
+    PolicyOnTrigger {
+        /// The function's folder name.
+        name: String,
+        /// Its trigger type.
+        trigger: String,
+    },
 }
 
 impl AppState {
-    /// Pairs every discovered function with its handler from [`functions::registry`].
+    /// Pairs every discovered function with its handler from [`functions::builtin`].
     pub fn new(auth: Authenticator, layout: AppLayout, max_body_bytes: usize) -> Result<Self, UnknownFunction> {
-        Self::with_registry(auth, layout, functions::registry(), max_body_bytes)
+        Self::with_functions(auth, layout, functions::builtin(), max_body_bytes)
     }
 
-    /// Like [`AppState::new`] with an explicit set of handlers.
-    pub fn with_registry(
+    /// Like [`AppState::new`] with the app's own functions.
+    pub fn with_functions(
         auth: Authenticator,
         layout: AppLayout,
-        registry: Registry,
+        functions: Functions,
         max_body_bytes: usize,
     ) -> Result<Self, UnknownFunction> {
+        let handlers = functions.into_handlers();
+        for (i, (name, _)) in handlers.iter().enumerate() {
+            if handlers[..i].iter().any(|(other, _)| other.eq_ignore_ascii_case(name)) {
+                return Err(UnknownFunction::Duplicate(name.clone()));
+            }
+        }
         let mut endpoints = Vec::with_capacity(layout.functions.len());
         for function in &layout.functions {
-            if function.route.eq_ignore_ascii_case(metadata::ROUTE) {
+            let route = function.route.as_ref().map(|r| r.text().trim_matches('/'));
+            if route.is_some_and(|r| r.eq_ignore_ascii_case(metadata::ROUTE)) {
                 if auth.resource().is_none() {
                     return Err(UnknownFunction::MetadataDisabled {
                         name: function.name.clone(),
@@ -100,16 +140,27 @@ impl AppState {
                 endpoints.push(Endpoint::ResourceMetadata);
                 continue;
             }
-            let Some((_, handler)) = registry.iter().find(|(name, _)| name.eq_ignore_ascii_case(&function.name)) else {
+            let Some((_, handler)) = handlers.iter().find(|(name, _)| name.eq_ignore_ascii_case(&function.name)) else {
                 return Err(UnknownFunction::NoHandler {
                     name: function.name.clone(),
-                    known: registry.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                    known: handlers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
                 });
             };
+            if !function.is_http() && function.policy != crate::auth::policy::Policy::default() {
+                return Err(UnknownFunction::PolicyOnTrigger {
+                    name: function.name.clone(),
+                    trigger: function.trigger_type.clone(),
+                });
+            }
             if let Some(issuer) = function.policy.issuers().iter().find(|i| !auth.issuers().any(|c| c == i.as_str())) {
                 return Err(UnknownFunction::UnknownIssuer { name: function.name.clone(), issuer: issuer.clone() });
             }
-            endpoints.push(Endpoint::Business(*handler));
+            endpoints.push(Endpoint::Business { name: Arc::from(function.name.as_str()), handler: handler.clone() });
+        }
+        for (name, _) in &handlers {
+            if !layout.functions.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
+                warn!(function = name.as_str(), "a handler is registered but no function folder uses it");
+            }
         }
         let resource_metadata =
             auth.resource().map(|resource| ResourceMetadata::new(resource, auth.issuers(), &layout));
@@ -135,18 +186,23 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
     if request.method() == Method::POST
         && let Some(index) = state.layout.invocation_target(path)
     {
-        return invocation::handle(&state, index, request).await;
+        return invoke(&state, index, request).await;
     }
     if let Some(metadata) = &state.resource_metadata
         && metadata.serves(path)
     {
         return metadata_document(metadata, request.method());
     }
-    if let Some(index) = state.layout.route_target(path) {
-        let (parts, body) = request.into_parts();
-        return run_function(&state, index, parts, body).await;
+    match state.layout.route_target(request.method(), path) {
+        RouteMatch::Found { index, values } => {
+            let (parts, body) = request.into_parts();
+            let context = Context { values, ..Context::default() };
+            let response = run_function(&state, index, parts, body, context).await;
+            forwarded(&state.layout.functions[index], response)
+        }
+        RouteMatch::MethodNotAllowed { index } => method_not_allowed(&state.layout.functions[index]),
+        RouteMatch::NotFound => plain(StatusCode::NOT_FOUND, "Not Found"),
     }
-    plain(StatusCode::NOT_FOUND, "Not Found")
 }
 
 /// A plain-text response.
@@ -157,37 +213,53 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
-/// Runs function `index` for a request in standard `http` form, whichever protocol mode
-/// brought it: method check, authentication, then the business handler. The body is only
-/// read once the caller is authenticated.
-pub async fn run_function(state: &AppState, index: usize, parts: http::request::Parts, body: Body) -> Response<Body> {
-    run_function_with(state, index, parts, body, None).await
-}
-
-/// As [`run_function`]; with `logs`, the authentication decision is also pushed to it as
-/// one line (invocation mode's `Logs`, which the host shows with the invocation).
-pub async fn run_function_with(
-    state: &AppState,
-    index: usize,
-    parts: http::request::Parts,
-    body: Body,
-    logs: Option<&mut Vec<String>>,
-) -> Response<Body> {
-    let spec = &state.layout.functions[index];
-    if let Some(methods) = &spec.methods
-        && !methods.contains(&parts.method)
-    {
-        // Includes CORS preflights (OPTIONS): the business handler never runs unauthenticated.
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+fn method_not_allowed(spec: &FunctionSpec) -> Response<Body> {
+    // Includes CORS preflights (OPTIONS): the business handler never runs unauthenticated.
+    let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    if let Some(methods) = &spec.methods {
         let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
         if let Ok(allow) = HeaderValue::from_str(&allow) {
             response.headers_mut().insert(header::ALLOW, allow);
         }
-        return response;
+    }
+    response
+}
+
+/// What a request brings besides its `http` form.
+#[derive(Default)]
+pub struct Context<'a> {
+    /// Route values (matched here, or the host's `Params`).
+    pub values: RouteValues,
+    /// Input binding values (invocation mode).
+    pub inputs: InputValues,
+    /// Invocation mode's `Logs`: the decision line and the handler's [`Logger`] lines go
+    /// there (the host shows them with the invocation).
+    ///
+    /// [`Logger`]: crate::extract::Logger
+    pub logs: Option<&'a mut Vec<String>>,
+}
+
+/// Runs HTTP function `index` for a request in standard `http` form, whichever protocol
+/// mode brought it: method check, authentication, policy, then the business handler. The
+/// body is only read once the caller is authenticated. Output bindings the handler set
+/// stay in the response's extensions (as [`Outputs`]).
+pub async fn run_function(
+    state: &AppState,
+    index: usize,
+    parts: http::request::Parts,
+    body: Body,
+    context: Context<'_>,
+) -> Response<Body> {
+    let spec = &state.layout.functions[index];
+    let Context { values, inputs, mut logs } = context;
+    if let Some(methods) = &spec.methods
+        && !methods.contains(&parts.method)
+    {
+        return method_not_allowed(spec);
     }
 
-    let handler = match state.endpoints[index] {
-        Endpoint::Business(handler) => handler,
+    let (name, handler) = match &state.endpoints[index] {
+        Endpoint::Business { name, handler } => (name, handler),
         Endpoint::ResourceMetadata => match &state.resource_metadata {
             Some(metadata) => return metadata_document(metadata, &parts.method),
             None => return plain(StatusCode::NOT_FOUND, "Not Found"),
@@ -209,13 +281,228 @@ pub async fn run_function_with(
     let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     };
-    let logged = claims.clone();
-    let caller = Caller::of(logged.as_deref());
-    let response = handler(FunctionRequest { parts, body, claims }).await;
+    let caller_claims = claims.clone();
+    let sink = logs.is_some().then(|| Arc::new(Mutex::new(Vec::new())));
+    let mut request = Request::from_parts(parts, Body::from(body));
+    let extensions = request.extensions_mut();
+    if let Some(claims) = claims {
+        extensions.insert(claims);
+    }
+    extensions.insert(values);
+    extensions.insert(Invocation { function: name.clone(), inputs, payload: None, metadata: None, logs: sink.clone() });
+    let response = handler(request).await;
     let (outcome, reason) =
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
     let status = response.status().as_u16();
-    Decision { function: &spec.name, outcome, status, reason, caller, started }.record(logs);
+    let caller = Caller::of(caller_claims.as_deref());
+    Decision { function: &spec.name, outcome, status, reason, caller, started }.record(logs.as_deref_mut());
+    if let (Some(logs), Some(sink)) = (logs, sink) {
+        logs.append(&mut sink.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    response
+}
+
+/// A response going back as plain HTTP (forwarding/proxy mode, or a direct call): output
+/// bindings cannot be delivered that way (the host only takes them from an invocation
+/// result, and calls functions that declare them in invocation mode).
+fn forwarded(spec: &FunctionSpec, mut response: Response<Body>) -> Response<Body> {
+    if let Some(outputs) = response.extensions_mut().remove::<Outputs>() {
+        let names: Vec<&str> = outputs.0.iter().map(|(name, _)| name.as_str()).collect();
+        warn!(
+            function = %spec.name,
+            outputs = ?names,
+            "output bindings dropped: this request did not come as an invocation (only the host delivers outputs)"
+        );
+    }
+    response
+}
+
+/// Handles `POST /<Function>` from the host.
+async fn invoke(state: &AppState, index: usize, request: Request) -> Response<Body> {
+    let spec = &state.layout.functions[index];
+    let limit = state.max_body_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES);
+    let Ok(envelope) = axum::body::to_bytes(request.into_body(), limit).await else {
+        warn!(function = %spec.name, limit, "invocation payload too large");
+        let line = format!("invocation payload for {} exceeds {limit} bytes", spec.name);
+        if !spec.is_http() {
+            return failed(StatusCode::PAYLOAD_TOO_LARGE, line);
+        }
+        let answer = plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+        return http_result(spec, answer, vec![line]).await;
+    };
+    if spec.is_http() {
+        invoke_http(state, index, &envelope).await
+    } else {
+        invoke_trigger(state, index, &envelope).await
+    }
+}
+
+fn input_names(spec: &FunctionSpec) -> Vec<&str> {
+    spec.bindings.iter().filter(|b| b.direction != Direction::Out).map(|b| b.name.as_str()).collect()
+}
+
+/// An HTTP function called with an envelope. A malformed envelope is answered inside the
+/// envelope as a 400 for the caller, with the reason in `Logs`: a non-2xx answer would only
+/// make the host turn it into an empty 500.
+async fn invoke_http(state: &AppState, index: usize, envelope: &Bytes) -> Response<Body> {
+    let spec = &state.layout.functions[index];
+    let inputs = input_names(spec);
+    let invocation = match envelope::http_invocation(Shape { trigger: &spec.trigger, inputs: &inputs }, envelope) {
+        Ok(invocation) => invocation,
+        Err(error) => {
+            warn!(function = %spec.name, error = %error, "malformed invocation payload");
+            let answer = plain(StatusCode::BAD_REQUEST, "Malformed invocation request");
+            return http_result(spec, answer, vec![error.to_string()]).await;
+        }
+    };
+    // Route values are the host's `Params`, re-checked against the template: a value the
+    // template would not have matched never reaches the handler.
+    let values = match &spec.route {
+        Some(route) if route.has_parameters() => {
+            let params = invocation.params.iter().map(|(name, value)| (name.as_str(), value.as_deref()));
+            match route.accept_values(params) {
+                Some(values) => values,
+                None => {
+                    let line = format!("route values for {} do not match its route template", spec.name);
+                    return http_result(spec, plain(StatusCode::NOT_FOUND, "Not Found"), vec![line]).await;
+                }
+            }
+        }
+        _ => RouteValues::default(),
+    };
+    let (parts, body) = invocation.request.into_parts();
+    let mut logs = Vec::new();
+    let context = Context { values, inputs: invocation.inputs, logs: Some(&mut logs) };
+    let response = run_function(state, index, parts, Body::from(body), context).await;
+    http_result(spec, response, logs).await
+}
+
+/// A non-HTTP trigger (timer, queue, blob, ...): no token is asked for (the host calls
+/// these, not a client). A handler answer outside 2xx fails the invocation, as the host
+/// reads a non-2xx answer, so the platform retries (queues) or records the failure.
+pub async fn invoke_trigger(state: &AppState, index: usize, envelope: &Bytes) -> Response<Body> {
+    let spec = &state.layout.functions[index];
+    let Endpoint::Business { name, handler } = &state.endpoints[index] else {
+        return failed(StatusCode::NOT_FOUND, format!("{} has no handler", spec.name));
+    };
+    let started = Instant::now();
+    let inputs = input_names(spec);
+    let invocation = match envelope::trigger_invocation(Shape { trigger: &spec.trigger, inputs: &inputs }, envelope) {
+        Ok(invocation) => invocation,
+        Err(error) => {
+            warn!(function = %spec.name, error = %error, "malformed invocation payload");
+            return failed(StatusCode::BAD_REQUEST, error.to_string());
+        }
+    };
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let mut request = Request::new(Body::from(invocation.payload.clone()));
+    *request.method_mut() = Method::POST;
+    if let Ok(uri) = format!("/{}", spec.name).parse() {
+        *request.uri_mut() = uri;
+    }
+    request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request.extensions_mut().insert(Invocation {
+        function: name.clone(),
+        inputs: invocation.inputs,
+        payload: Some(invocation.payload),
+        metadata: Some(invocation.metadata),
+        logs: Some(sink.clone()),
+    });
+    let mut response = handler(request).await;
+    let status = response.status();
+    let outputs = response.extensions_mut().remove::<Outputs>();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+    let duration_us = started.elapsed().as_micros() as u64;
+    if !status.is_success() {
+        let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        warn!(function = %spec.name, status = status.as_u16(), detail = detail.as_str(), duration_us, "invocation failed");
+        return failed(status, format!("{} failed with status {}", spec.name, status.as_u16()));
+    }
+    let logs = std::mem::take(&mut *sink.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut values = match output_values(spec, outputs) {
+        Ok(values) => values,
+        Err(problem) => {
+            warn!(function = %spec.name, problem = problem.as_str(), "invocation failed");
+            return failed(StatusCode::INTERNAL_SERVER_ERROR, problem);
+        }
+    };
+    if let Some(binding) = spec.output_binding("$return") {
+        values.push(("$return".to_owned(), return_value(content_type.as_ref(), &body), binding.binary));
+    }
+    info!(function = %spec.name, trigger = %spec.trigger_type, status = status.as_u16(), duration_us, "invocation");
+    let outputs: Vec<OutputValue<'_>> =
+        values.iter().map(|(name, value, verbatim)| OutputValue { name, value, verbatim: *verbatim }).collect();
+    json_answer(envelope::invocation_result(None, &outputs, &logs))
+}
+
+/// A trigger handler's body as `ReturnValue`: JSON when it says so, else text.
+fn return_value(content_type: Option<&HeaderValue>, body: &[u8]) -> Value {
+    let json = content_type.and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    match json.then(|| serde_json::from_slice(body).ok()).flatten() {
+        Some(value) => value,
+        None if body.is_empty() => Value::Null,
+        None => Value::String(String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
+/// Output values checked against the function's declared output bindings: a name it does
+/// not declare (case-sensitive, as the host looks them up) or a value that failed to
+/// serialize is an error, never a silently lost message.
+fn output_values(spec: &FunctionSpec, outputs: Option<Outputs>) -> Result<Vec<(String, Value, bool)>, String> {
+    let Some(outputs) = outputs else { return Ok(Vec::new()) };
+    outputs
+        .0
+        .into_iter()
+        .map(|(name, data)| {
+            let Some(binding) = spec.output_binding(&name) else {
+                return Err(format!("{}: output binding {name:?} is not declared in function.json", spec.name));
+            };
+            match data {
+                OutputData::Json(value) => Ok((name, value, binding.binary)),
+                OutputData::Bytes(bytes) => {
+                    use base64::Engine;
+                    Ok((name, Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)), true))
+                }
+                OutputData::Invalid(error) => Err(format!("{}: output binding {name:?}: {error}", spec.name)),
+            }
+        })
+        .collect()
+}
+
+/// An HTTP function's response (and output values) as the invocation result.
+async fn http_result(spec: &FunctionSpec, mut response: Response<Body>, logs: Vec<String>) -> Response<Body> {
+    let outputs = response.extensions_mut().remove::<Outputs>();
+    let values = match output_values(spec, outputs) {
+        Ok(values) => values,
+        Err(problem) => {
+            warn!(function = %spec.name, problem = problem.as_str(), "invocation failed");
+            return failed(StatusCode::INTERNAL_SERVER_ERROR, problem);
+        }
+    };
+    let (parts, body) = response.into_parts();
+    // Handler bodies are small text; a body that fails to collect becomes empty.
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let binding = spec.output.as_deref().unwrap_or("res");
+    let http = HttpAnswer { binding, status: parts.status, headers: &parts.headers, body: &body };
+    let outputs: Vec<OutputValue<'_>> =
+        values.iter().map(|(name, value, verbatim)| OutputValue { name, value, verbatim: *verbatim }).collect();
+    json_answer(envelope::invocation_result(Some(http), &outputs, &logs))
+}
+
+fn json_answer(result: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(result));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A failed invocation as the host reads one: any non-2xx answer (PROTOCOL.md §5.2). The
+/// host does not read the body; it is for people calling the port by hand.
+fn failed(status: StatusCode, text: String) -> Response<Body> {
+    let status = if status.is_success() { StatusCode::INTERNAL_SERVER_ERROR } else { status };
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

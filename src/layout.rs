@@ -8,6 +8,7 @@ use http::Method;
 use serde_json::Value;
 
 use crate::auth::policy::Policy;
+use crate::route::{RouteTemplate, RouteValues, TemplateError};
 
 /// How the host hands HTTP requests to the handler (PROTOCOL.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,30 +22,94 @@ pub enum HostMode {
 }
 
 /// One function, from its `function.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
     /// Folder name (the function name).
     pub name: String,
-    /// Route after the prefix, lower-cased for matching (the host matches case-insensitively).
-    pub route: String,
-    /// Allowed methods; `None` means all.
+    /// HTTP functions: the route template after the prefix (`route`, default the function
+    /// name). `None` for other triggers.
+    pub route: Option<RouteTemplate>,
+    /// HTTP functions: allowed methods; `None` means all.
     pub methods: Option<Vec<Method>>,
-    /// Name of the `httpTrigger` binding (the key in invocation `Data`).
+    /// Name of the trigger binding (the key in invocation `Data`).
     pub trigger: String,
-    /// Name of the `http` output binding (`res`, or `$return`).
-    pub output: String,
+    /// The trigger's `type` as written (`httpTrigger`, `timerTrigger`, `queueTrigger`, ...).
+    pub trigger_type: String,
+    /// HTTP functions: the name of the `http` output binding (`res`, or `$return`).
+    pub output: Option<String>,
+    /// Every other binding (inputs and outputs beyond the trigger and the HTTP output).
+    pub bindings: Vec<Binding>,
     /// Authorization rules from `auth.json` beside `function.json`.
     pub policy: Policy,
 }
 
-/// Routing facts for the whole app.
+/// A binding other than the trigger and the HTTP output.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// `name` (the key in `Data` or `Outputs`; `$return` for the return value).
+    pub name: String,
+    /// `type` as written (`queue`, `blob`, ...).
+    pub kind: String,
+    /// `direction`.
+    pub direction: Direction,
+    /// `dataType: binary`: the host passes values through instead of guessing base64.
+    pub binary: bool,
+}
+
+/// A binding's `direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Read by the function (`Data.<name>`).
+    In,
+    /// Written by the function (`Outputs.<name>`).
+    Out,
+    /// Both (`inout`, e.g. some blob bindings).
+    InOut,
+}
+
+impl FunctionSpec {
+    /// An HTTP function, served on its route (plain `httpTrigger` + `http` output, no
+    /// other bindings): what tests and simple apps build by hand.
+    pub fn http(name: &str, route: &str, methods: Option<Vec<Method>>) -> Result<Self, TemplateError> {
+        Ok(Self {
+            name: name.to_owned(),
+            route: Some(RouteTemplate::parse(route)?),
+            methods,
+            trigger: "req".to_owned(),
+            trigger_type: "httpTrigger".to_owned(),
+            output: Some("res".to_owned()),
+            bindings: Vec::new(),
+            policy: Policy::default(),
+        })
+    }
+
+    /// Triggered by HTTP (has a route).
+    pub fn is_http(&self) -> bool {
+        self.route.is_some()
+    }
+
+    /// Whether the host always calls this function with the invocation envelope, whatever
+    /// host.json says: every non-HTTP trigger, and HTTP functions with any binding beyond
+    /// one `httpTrigger` and one `http` output (PROTOCOL.md §2, `IsHttpInAndOutFunction`).
+    pub fn envelope_only(&self) -> bool {
+        !self.is_http() || !self.bindings.is_empty()
+    }
+
+    /// The declared output binding `name` (case-sensitive, as the host looks it up).
+    pub fn output_binding(&self, name: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.name == name && b.direction != Direction::In)
+    }
+}
+
+/// Routing facts for the whole app.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppLayout {
     /// `extensions.http.routePrefix` (default `api`), without slashes, lower-cased.
     pub route_prefix: String,
     /// The protocol mode `host.json` selects.
     pub mode: HostMode,
-    /// Functions found under the app root, sorted by name.
+    /// Functions found under the app root, in the host's order (by name, ordinal ignoring
+    /// case): the first whose route and method match serves a request, as in the host.
     pub functions: Vec<FunctionSpec>,
 }
 
@@ -109,7 +174,7 @@ impl AppLayout {
             }
             functions.push(function);
         }
-        functions.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_like_the_host(&mut functions);
         Ok(Self { route_prefix, mode, functions })
     }
 
@@ -133,29 +198,72 @@ impl AppLayout {
     fn read_function(file: &Path, name: String, doc: &Value) -> Result<FunctionSpec, LayoutError> {
         let bindings =
             member(doc, "bindings").and_then(Value::as_array).ok_or_else(|| bad(file, "bindings must be an array"))?;
-        let kind = |b: &Value| member(b, "type").and_then(Value::as_str).map(str::to_ascii_lowercase);
-        let direction = |b: &Value| member(b, "direction").and_then(Value::as_str).map(str::to_ascii_lowercase);
-        let binding_name = |b: &Value| member(b, "name").and_then(Value::as_str).map(str::to_owned);
-
-        let trigger = bindings
-            .iter()
-            .find(|b| kind(b).as_deref() == Some("httptrigger"))
-            .ok_or_else(|| bad(file, "bindings: no httpTrigger binding (only HTTP functions are served)"))?;
-        let trigger_name = binding_name(trigger).ok_or_else(|| bad(file, "bindings[httpTrigger].name is required"))?;
-        let output = bindings
-            .iter()
-            .find(|b| kind(b).as_deref() == Some("http") && direction(b).as_deref() == Some("out"))
-            .and_then(binding_name)
-            .ok_or_else(|| bad(file, "bindings: an http output binding (e.g. \"res\") is required"))?;
-
-        let route = match member(trigger, "route") {
-            None | Some(Value::Null) => name.to_ascii_lowercase(),
-            Some(Value::String(r)) => r.trim_matches('/').to_ascii_lowercase(),
-            Some(_) => return Err(bad(file, "bindings[httpTrigger].route must be a string")),
-        };
-        if route.contains(['{', '}', '*']) {
-            return Err(bad(file, "bindings[httpTrigger].route: route templates with parameters are not supported"));
+        let text = |b: &'_ Value, field: &str| member(b, field).and_then(Value::as_str).map(str::to_owned);
+        let mut trigger = None;
+        let mut output = None;
+        let mut others = Vec::new();
+        for (i, binding) in bindings.iter().enumerate() {
+            let kind = text(binding, "type").ok_or_else(|| bad(file, format!("bindings[{i}].type is required")))?;
+            let binding_name =
+                text(binding, "name").ok_or_else(|| bad(file, format!("bindings[{i}].name is required")))?;
+            let direction = match text(binding, "direction").map(|d| d.to_ascii_lowercase()).as_deref() {
+                Some("in") => Direction::In,
+                Some("out") => Direction::Out,
+                Some("inout") => Direction::InOut,
+                // Triggers are inputs whether or not they say so.
+                None if kind.to_ascii_lowercase().ends_with("trigger") => Direction::In,
+                _ => return Err(bad(file, format!("bindings[{i}].direction must be \"in\", \"out\" or \"inout\""))),
+            };
+            let lower = kind.to_ascii_lowercase();
+            if lower.ends_with("trigger") {
+                if trigger.is_some() {
+                    return Err(bad(file, "bindings: a function has exactly one trigger"));
+                }
+                trigger = Some((binding, binding_name, kind));
+            } else if lower == "http" && direction == Direction::Out && output.is_none() {
+                output = Some(binding_name);
+            } else {
+                let binary = text(binding, "dataType").is_some_and(|t| t.eq_ignore_ascii_case("binary"));
+                others.push(Binding { name: binding_name, kind, direction, binary });
+            }
         }
+        let (trigger, trigger_name, trigger_type) =
+            trigger.ok_or_else(|| bad(file, "bindings: no trigger binding (e.g. httpTrigger, timerTrigger)"))?;
+        if !trigger_type.eq_ignore_ascii_case("httpTrigger") {
+            return Ok(FunctionSpec {
+                name,
+                route: None,
+                methods: None,
+                trigger: trigger_name,
+                trigger_type,
+                output,
+                bindings: others,
+                policy: Policy::default(),
+            });
+        }
+        // Without an HTTP output the handler could not answer even a refused token.
+        let output = output.ok_or_else(|| bad(file, "bindings: an http output binding (e.g. \"res\") is required"))?;
+        let route = match member(trigger, "route") {
+            None | Some(Value::Null) => RouteTemplate::parse(&name),
+            // `HttpTriggerAttribute.Route` null or empty: the function name.
+            Some(Value::String(r)) if r.trim_matches('/').is_empty() => RouteTemplate::parse(&name),
+            Some(Value::String(r)) => {
+                // The host refuses these (`ScriptHost.ValidateFunction`: "The specified route
+                // conflicts with one or more built in routes").
+                let relative = r.trim_start_matches('/');
+                if ["admin", "runtime"].iter().any(|reserved| {
+                    relative.get(..reserved.len()).is_some_and(|start| start.eq_ignore_ascii_case(reserved))
+                }) {
+                    return Err(bad(
+                        file,
+                        "bindings[httpTrigger].route: routes starting with \"admin\" or \"runtime\" are reserved by the Functions host",
+                    ));
+                }
+                RouteTemplate::parse(r)
+            }
+            Some(_) => return Err(bad(file, "bindings[httpTrigger].route must be a string")),
+        }
+        .map_err(|e| bad(file, format!("bindings[httpTrigger].route: {e}")))?;
         let methods = match member(trigger, "methods") {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => Some(
@@ -170,36 +278,100 @@ impl AppLayout {
             ),
             Some(_) => return Err(bad(file, "bindings[httpTrigger].methods must be an array")),
         };
-        Ok(FunctionSpec { name, route, methods, trigger: trigger_name, output, policy: Policy::default() })
+        Ok(FunctionSpec {
+            name,
+            route: Some(route),
+            methods,
+            trigger: trigger_name,
+            trigger_type,
+            output: Some(output),
+            bindings: others,
+            policy: Policy::default(),
+        })
     }
 
-    /// The function whose invocation-mode path (`/<Function>`) is `path`, if the host would
-    /// call it that way.
+    /// The function the host calls with an envelope at `POST <path>` (`/<Function>`).
     pub fn invocation_target(&self, path: &str) -> Option<usize> {
-        // With an empty route prefix, `/<name>` is also a public route; host.json decides.
-        if self.route_prefix.is_empty() && self.mode != HostMode::Invocation {
+        let name = path.strip_prefix('/')?;
+        let index = self.functions.iter().position(|f| f.name.eq_ignore_ascii_case(name))?;
+        // With an empty route prefix, `/<name>` is also a public route: in forwarding and
+        // proxy mode the host sends raw requests there for plain HTTP functions.
+        let raw_possible = self.route_prefix.is_empty() && self.mode != HostMode::Invocation;
+        (!raw_possible || self.functions[index].envelope_only()).then_some(index)
+    }
+
+    /// The function that serves `method path` on the public route (`/<prefix>/<route>`),
+    /// chosen as the host chooses: the first function in host order whose template matches
+    /// the path and whose methods include `method`.
+    pub fn route_target(&self, method: &Method, path: &str) -> RouteMatch {
+        let Some(rest) = self.strip_prefix(path) else { return RouteMatch::NotFound };
+        let mut allowed: Option<usize> = None;
+        for (index, function) in self.functions.iter().enumerate() {
+            let Some(route) = &function.route else { continue };
+            let Some(values) = route.matches(rest) else { continue };
+            match &function.methods {
+                Some(methods) if !methods.contains(method) => {
+                    allowed.get_or_insert(index);
+                }
+                _ => return RouteMatch::Found { index, values },
+            }
+        }
+        match allowed {
+            Some(index) => RouteMatch::MethodNotAllowed { index },
+            None => RouteMatch::NotFound,
+        }
+    }
+
+    /// `path` after `/<prefix>`, as `/...` (the route template's input); `None` when the path
+    /// is outside the prefix.
+    fn strip_prefix<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if self.route_prefix.is_empty() {
+            return path.starts_with('/').then_some(path);
+        }
+        let after = path.strip_prefix('/')?;
+        let (prefix, rest) = after.split_at_checked(self.route_prefix.len())?;
+        if !prefix.eq_ignore_ascii_case(&self.route_prefix) {
             return None;
         }
-        let name = path.strip_prefix('/')?;
-        self.functions.iter().position(|f| f.name.eq_ignore_ascii_case(name))
+        match rest {
+            "" => Some("/"),
+            rest if rest.starts_with('/') => Some(rest),
+            _ => None,
+        }
     }
+}
 
-    /// The function served at public path `path` (`/<prefix>/<route>`), case-insensitively,
-    /// a trailing slash tolerated.
-    pub fn route_target(&self, path: &str) -> Option<usize> {
-        let path = path.strip_prefix('/')?;
-        let path = path.strip_suffix('/').unwrap_or(path);
-        let rest = if self.route_prefix.is_empty() {
-            path
-        } else {
-            let (prefix, rest) = path.split_at_checked(self.route_prefix.len())?;
-            if !prefix.eq_ignore_ascii_case(&self.route_prefix) {
-                return None;
-            }
-            rest.strip_prefix('/')?
-        };
-        self.functions.iter().position(|f| f.route.eq_ignore_ascii_case(rest))
+/// What a public path and method resolve to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteMatch {
+    /// Function `index` serves it, with these route values.
+    Found {
+        /// Index into [`AppLayout::functions`].
+        index: usize,
+        /// Values of the route's parameters.
+        values: RouteValues,
+    },
+    /// The path matches function `index` (the first such), but no matching function allows
+    /// the method. The host answers 404 here; run standalone, the handler answers 405.
+    MethodNotAllowed {
+        /// Index into [`AppLayout::functions`].
+        index: usize,
+    },
+    /// No function's route matches.
+    NotFound,
+}
+
+/// The host's function order: `FunctionMetadataManager` sorts by name with
+/// `StringComparer.OrdinalIgnoreCase`, which compares upper-cased UTF-16 code units (so `_`
+/// sorts after letters), and routes are mapped, and matched, in that order.
+fn sort_like_the_host(functions: &mut [FunctionSpec]) {
+    fn key(name: &str) -> impl Iterator<Item = u16> + '_ {
+        name.encode_utf16().map(|unit| match char::from_u32(u32::from(unit)) {
+            Some(c) if c.is_ascii_lowercase() => u16::from(c.to_ascii_uppercase() as u8),
+            _ => unit,
+        })
     }
+    functions.sort_by(|a, b| key(&a.name).cmp(key(&b.name)));
 }
 
 #[cfg(test)]
@@ -208,7 +380,11 @@ mod tests {
     use serde_json::json;
 
     fn spec(doc: Value) -> Result<FunctionSpec, LayoutError> {
-        AppLayout::read_function(Path::new("api-a/function.json"), "api-a".into(), &doc)
+        named("api-a", doc)
+    }
+
+    fn named(name: &str, doc: Value) -> Result<FunctionSpec, LayoutError> {
+        AppLayout::read_function(Path::new("x/function.json"), name.into(), &doc)
     }
 
     fn api_a() -> Value {
@@ -218,24 +394,72 @@ mod tests {
         ]})
     }
 
+    fn http(route: &str, methods: Value) -> Value {
+        json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "route": route, "methods": methods},
+            {"type": "http", "direction": "out", "name": "res"}
+        ]})
+    }
+
+    fn layout(prefix: &str, mode: HostMode, functions: Vec<FunctionSpec>) -> AppLayout {
+        let mut functions = functions;
+        sort_like_the_host(&mut functions);
+        AppLayout { route_prefix: prefix.into(), mode, functions }
+    }
+
     #[test]
     fn function_json_gives_route_methods_and_binding_names() {
         let f = spec(api_a()).unwrap();
-        assert_eq!(f.route, "api-a");
+        assert_eq!(f.route.as_ref().map(RouteTemplate::text), Some("api-a"));
         assert_eq!(f.methods, Some(vec![Method::GET, Method::POST]));
-        assert_eq!((f.trigger.as_str(), f.output.as_str()), ("req", "res"));
+        assert_eq!((f.trigger.as_str(), f.output.as_deref()), ("req", Some("res")));
+        assert!(!f.envelope_only());
     }
 
     #[test]
     fn function_json_errors_name_the_field() {
-        let err = spec(json!({"bindings": [{"type": "queueTrigger", "name": "q"}]})).unwrap_err();
-        assert!(err.to_string().contains("httpTrigger"), "{err}");
+        let err = spec(json!({"bindings": [{"type": "queue", "direction": "out", "name": "q"}]})).unwrap_err();
+        assert!(err.to_string().contains("no trigger"), "{err}");
         let mut doc = api_a();
         doc["bindings"][0]["methods"] = json!(["g e t"]);
         assert!(spec(doc).unwrap_err().to_string().contains("methods"));
-        let mut doc = api_a();
-        doc["bindings"][0]["route"] = json!("items/{id}");
-        assert!(spec(doc).unwrap_err().to_string().contains("route"));
+        let err = spec(http("items/{id", json!(null))).unwrap_err();
+        assert!(err.to_string().contains("route"), "{err}");
+        let err = spec(json!({"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}]})).unwrap_err();
+        assert!(err.to_string().contains("http output"), "{err}");
+        let err = spec(json!({"bindings": [{"type": "blob", "direction": "sideways", "name": "b"}]})).unwrap_err();
+        assert!(err.to_string().contains("bindings[0].direction"), "{err}");
+    }
+
+    #[test]
+    fn routes_reserved_by_the_host_are_refused() {
+        for route in ["admin", "admin/keys", "Administration/x", "/runtime/webhooks", "RUNTIMEx"] {
+            let err = spec(http(route, json!(null))).unwrap_err();
+            assert!(err.to_string().contains("reserved by the Functions host"), "{route}: {err}");
+        }
+        assert!(spec(http("items/admin", json!(null))).is_ok());
+        assert!(spec(http("my-admin", json!(null))).is_ok());
+    }
+
+    #[test]
+    fn non_http_triggers_and_extra_bindings_are_envelope_only() {
+        let timer = named(
+            "cleanup",
+            json!({"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "0 */5 * * * *"}]}),
+        )
+        .unwrap();
+        assert_eq!((timer.trigger.as_str(), timer.trigger_type.as_str()), ("timer", "timerTrigger"));
+        assert!(timer.route.is_none() && timer.envelope_only());
+        let mut doc = http("orders", json!(["post"]));
+        doc["bindings"].as_array_mut().unwrap().push(
+            json!({"type": "queue", "direction": "out", "name": "outQueue", "queueName": "orders", "dataType": "binary"}),
+        );
+        let create = spec(doc).unwrap();
+        assert!(create.envelope_only());
+        assert_eq!(create.bindings[0].name, "outQueue");
+        assert!(create.bindings[0].binary);
+        assert!(create.output_binding("outQueue").is_some());
+        assert!(create.output_binding("outqueue").is_none(), "the host looks outputs up case-sensitively");
     }
 
     #[test]
@@ -250,26 +474,57 @@ mod tests {
 
     #[test]
     fn routes_match_case_insensitively_under_the_prefix() {
-        let layout = AppLayout {
-            route_prefix: "api".into(),
-            mode: HostMode::Forwarding,
-            functions: vec![spec(api_a()).unwrap()],
+        let layout = layout("api", HostMode::Forwarding, vec![spec(api_a()).unwrap()]);
+        let found = |path: &str| match layout.route_target(&Method::GET, path) {
+            RouteMatch::Found { index, .. } => Some(index),
+            _ => None,
         };
-        assert_eq!(layout.route_target("/api/api-a"), Some(0));
-        assert_eq!(layout.route_target("/API/Api-A/"), Some(0));
-        assert_eq!(layout.route_target("/api-a"), None);
-        assert_eq!(layout.route_target("/apix/api-a"), None);
+        assert_eq!(found("/api/api-a"), Some(0));
+        assert_eq!(found("/API/Api-A/"), Some(0));
+        assert_eq!(found("/api-a"), None);
+        assert_eq!(found("/apix/api-a"), None);
+        assert_eq!(layout.route_target(&Method::PUT, "/api/api-a"), RouteMatch::MethodNotAllowed { index: 0 });
         assert_eq!(layout.invocation_target("/api-a"), Some(0));
         assert_eq!(layout.invocation_target("/API-A"), Some(0));
     }
 
     #[test]
+    fn the_first_function_by_name_wins_like_the_host() {
+        let public = named("a-public", http("items/{id}", json!(["get"]))).unwrap();
+        let private = named("b-private", http("items/secret", json!(["get", "delete"]))).unwrap();
+        let layout = layout("api", HostMode::Forwarding, vec![private, public]);
+        assert_eq!(layout.functions[0].name, "a-public");
+        match layout.route_target(&Method::GET, "/api/items/secret") {
+            RouteMatch::Found { index, values } => {
+                assert_eq!(layout.functions[index].name, "a-public");
+                assert_eq!(values.get("id"), Some("secret"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A method only the later function allows goes to it.
+        let RouteMatch::Found { index, .. } = layout.route_target(&Method::DELETE, "/api/items/secret") else {
+            panic!("DELETE")
+        };
+        assert_eq!(layout.functions[index].name, "b-private");
+    }
+
+    #[test]
+    fn host_order_is_ordinal_ignoring_case() {
+        let names = ["b", "A_x", "a-y", "Ab", "a"];
+        let mut functions: Vec<_> = names.iter().map(|n| named(n, api_a()).unwrap()).collect();
+        sort_like_the_host(&mut functions);
+        let sorted: Vec<_> = functions.iter().map(|f| f.name.as_str()).collect();
+        // Upper-cased: "A" < "A-Y" < "AB" < "A_X" < "B" ('-' 0x2D < 'B' 0x42 < '_' 0x5F).
+        assert_eq!(sorted, ["a", "a-y", "Ab", "A_x", "b"]);
+    }
+
+    #[test]
     fn empty_prefix_lets_host_json_decide_between_envelope_and_raw() {
         let functions = vec![spec(api_a()).unwrap()];
-        let raw = AppLayout { route_prefix: String::new(), mode: HostMode::Forwarding, functions: functions.clone() };
-        assert_eq!(raw.route_target("/api-a"), Some(0));
+        let raw = layout("", HostMode::Forwarding, functions.clone());
+        assert!(matches!(raw.route_target(&Method::GET, "/api-a"), RouteMatch::Found { index: 0, .. }));
         assert_eq!(raw.invocation_target("/api-a"), None);
-        let envelope = AppLayout { route_prefix: String::new(), mode: HostMode::Invocation, functions };
+        let envelope = layout("", HostMode::Invocation, functions);
         assert_eq!(envelope.invocation_target("/api-a"), Some(0));
     }
 }

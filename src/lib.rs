@@ -4,14 +4,22 @@
 //!
 //! # Layout
 //! - [`config`]: settings from the environment; errors name the variable.
-//! - [`layout`]: `host.json` and `*/function.json`: routes, methods, protocol mode.
-//! - [`server`]: start-up: bind the port, spawn key refreshers, serve.
-//! - [`app`]: the router (readiness, invocation, forwarding/proxy) and the one request path.
-//! - [`protocol`]: the invocation envelope, converted to and from `http` types at the edge.
+//! - [`layout`]: `host.json` and `*/function.json`: routes, methods, bindings, protocol mode,
+//!   and which function serves a path (the host's order).
+//! - [`route`]: route templates (`orders/{id:int}`) parsed and matched as the host does.
+//! - [`server`]: start-up: bind the port, spawn key refreshers, serve; [`server::run`] is an
+//!   app's whole `main`.
+//! - [`app`]: the router (readiness, invocation, forwarding/proxy), the one request path for
+//!   HTTP functions and the one for other triggers.
+//! - [`protocol`]: the invocation envelope, converted to and from `http` types and binding
+//!   values at the edge (imports nothing of the app).
 //! - [`auth`]: bearer parsing, signing keys, token verification, verified-token cache.
 //! - [`metadata`]: optional RFC 9728 protected-resource metadata.
 //! - [`error`]: the failure → status / `WWW-Authenticate` table (RFC 6750).
-//! - [`functions`]: business handlers, one per Azure function.
+//! - [`functions`]: [`functions::Functions`], axum handlers registered by function name;
+//!   the built-in `api-a`.
+//! - [`extract`]: what handlers take and give: claims, route values, bindings, trigger
+//!   payloads, logs, output bindings, RFC 9457 problems.
 //! - [`telemetry`]: logging to stdout.
 
 #![forbid(unsafe_code)]
@@ -20,9 +28,11 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod functions;
 pub mod layout;
 pub mod metadata;
 pub mod protocol;
+pub mod route;
 pub mod server;
 pub mod telemetry;

@@ -59,7 +59,10 @@ impl ResourceMetadata {
             format!("/{}/{ROUTE}", layout.route_prefix)
         };
         // Under the host only a function route is reachable: advertise that when one exists.
-        let routed = layout.functions.iter().any(|f| f.route.eq_ignore_ascii_case(ROUTE));
+        let routed = layout
+            .functions
+            .iter()
+            .any(|f| f.route.as_ref().is_some_and(|r| r.text().trim_matches('/').eq_ignore_ascii_case(ROUTE)));
         let url = if routed { format!("{origin}{prefixed}") } else { format!("{origin}{rfc_path}") };
         Self { document: document.to_string(), url, paths: vec![rfc_path.to_ascii_lowercase(), prefixed] }
     }

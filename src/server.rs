@@ -9,6 +9,7 @@ use tracing::info;
 use crate::app::{AppState, app};
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::functions::{self, Functions};
 use crate::layout::AppLayout;
 
 /// A start-up failure; the message names the setting or file at fault.
@@ -39,14 +40,85 @@ pub enum StartupError {
     },
 }
 
-/// Builds the shared state from configuration (reads the app root; fetches nothing).
+/// Builds the shared state for the built-in functions (reads the app root; fetches nothing).
 pub fn build_state(config: &Config) -> Result<AppState, StartupError> {
+    build_state_with(config, functions::builtin())
+}
+
+/// Builds the shared state for an app's own functions.
+pub fn build_state_with(config: &Config, functions: Functions) -> Result<AppState, StartupError> {
     let layout = AppLayout::load(&config.app_root)?;
     if layout.functions.is_empty() {
         return Err(StartupError::NoFunctions(config.app_root.display().to_string()));
     }
     let auth = Authenticator::new(&config.auth).map_err(StartupError::Keys)?;
-    Ok(AppState::new(auth, layout, config.max_body_bytes)?)
+    Ok(AppState::with_functions(auth, layout, functions, config.max_body_bytes)?)
+}
+
+/// The whole process for an app: logging, settings from the environment, start-up, serve
+/// until Ctrl-C/SIGTERM. Returns the exit code (non-zero after a start-up failure, so the
+/// host restarts the worker). An app's `main` is one line:
+/// `std::process::exit(azfn_auth::server::run(functions))`.
+pub fn run(functions: Functions) -> i32 {
+    crate::telemetry::init();
+    // Tokio's default runtime (as `#[tokio::main]`): one worker per usable core. Pinned to
+    // one core, the single-threaded scheduler measured the same (scripts/bench.sh).
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(start_and_serve(functions)),
+        Err(error) => {
+            eprintln!("handler: start-up failed: cannot start the async runtime: {error}");
+            1
+        }
+    };
+    // Lines are written in batches (src/telemetry.rs): write out the last ones.
+    crate::telemetry::flush();
+    code
+}
+
+async fn start_and_serve(functions: Functions) -> i32 {
+    let started = async {
+        let config = Config::from_env()?;
+        let state = build_state_with(&config, functions)?;
+        let listener = bind(&config).await?;
+        Ok::<_, StartupError>((listener, state))
+    };
+    let (listener, state) = match started.await {
+        Ok(ready) => ready,
+        Err(error) => {
+            // stderr: the host shows it as an error; exit non-zero so the host restarts us.
+            eprintln!("handler: start-up failed: {error}");
+            return 1;
+        }
+    };
+    match serve(listener, state, shutdown_signal()).await {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("handler: server failed: {error}");
+            1
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (local runs). The host itself sends SIGKILL; nothing relies on this.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }
 
 /// Binds `127.0.0.1:<port>` (the host always calls IPv4 loopback).

@@ -410,10 +410,9 @@ fn envelope_with_many_headers(names: usize) -> Vec<u8> {
 /// (400 in the envelope) like any other.
 #[test]
 fn envelope_with_more_headers_than_a_header_map_holds_is_malformed_not_a_panic() {
-    let spec = api_a(None);
     let envelope = envelope_with_many_headers(40_000);
     assert!(envelope.len() < 1024 * 1024, "{} bytes", envelope.len());
-    let parsed = std::panic::catch_unwind(|| to_http_request(&spec, &envelope).map(|_| ()));
+    let parsed = std::panic::catch_unwind(|| to_http_request("req", &envelope).map(|_| ()));
     assert_eq!(parsed.ok(), Some(Err(EnvelopeError::BadHeaders)), "must be refused as BadHeaders, not panic");
 }
 

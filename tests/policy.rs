@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use azfn_auth::app::{AppState, UnknownFunction, app};
-use azfn_auth::auth::Authenticator;
+use azfn_auth::auth::{Authenticator, Claims};
 use azfn_auth::config::{AuthConfig, IssuerConfig, KeySource};
-use azfn_auth::functions::{FunctionRequest, HandlerFuture, Registry};
+use azfn_auth::functions::Functions;
 use azfn_auth::layout::{AppLayout, HostMode};
 use common::*;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use serde_json::{Value, json};
 
 /// A scratch app root removed on drop.
@@ -54,8 +54,8 @@ impl Drop for AppRoot {
 }
 
 /// A second business handler: reports what the typed claims say.
-fn whoami(request: FunctionRequest) -> HandlerFuture {
-    let text = match &request.claims {
+async fn whoami(claims: Option<Claims>) -> String {
+    match &claims {
         Some(c) => format!(
             "sub={} client={} scopes={} permissions={} m2m={}",
             c.subject().unwrap_or("-"),
@@ -65,20 +65,16 @@ fn whoami(request: FunctionRequest) -> HandlerFuture {
             c.is_client_credentials()
         ),
         None => "anonymous".to_owned(),
-    };
-    Box::pin(async move { Response::new(Body::from(text)) })
+    }
 }
 
-fn registry() -> Registry {
-    let mut registry = azfn_auth::functions::registry();
-    registry.push(("api-b", whoami));
-    registry.push(("public", whoami));
-    registry
+fn registry() -> Functions {
+    azfn_auth::functions::builtin().function("api-b", whoami).function("public", whoami)
 }
 
 fn build(root: &Path, config: AuthConfig) -> Result<Arc<AppState>, UnknownFunction> {
     let layout = AppLayout::load(root).unwrap();
-    AppState::with_registry(Authenticator::new(&config).unwrap(), layout, registry(), 1 << 20).map(Arc::new)
+    AppState::with_functions(Authenticator::new(&config).unwrap(), layout, registry(), 1 << 20).map(Arc::new)
 }
 
 async fn call(router: &axum::Router, path: &str, token: Option<&str>) -> Answer {
@@ -293,7 +289,7 @@ async fn insufficient_scope_is_403_in_invocation_mode_too() {
     let mut layout = AppLayout::load(root.path()).unwrap();
     layout.mode = HostMode::Invocation;
     let state =
-        AppState::with_registry(Authenticator::new(&auth_config(&idp.issuer)).unwrap(), layout, registry(), 1 << 20);
+        AppState::with_functions(Authenticator::new(&auth_config(&idp.issuer)).unwrap(), layout, registry(), 1 << 20);
     let router = app(Arc::new(state.unwrap()));
     let envelope = json!({"Data": {"req": {
         "Url": "https://app/api/api-b", "Method": "GET",

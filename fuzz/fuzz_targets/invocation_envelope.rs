@@ -1,4 +1,4 @@
-//! The invocation envelope parser (`protocol::invocation::to_http_request`), then what the
+//! The invocation envelope parser (`protocol::invocation::http_invocation`), then what the
 //! request path does next with its result: the bearer parser on the rebuilt headers, and
 //! the result envelope written back to the host.
 //!
@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use azfn_auth::auth::bearer::bearer_token;
 use azfn_auth::layout::{AppLayout, FunctionSpec};
-use azfn_auth::protocol::invocation::{to_http_request, to_invocation_result};
+use azfn_auth::protocol::invocation::{Bytes, Shape, http_invocation, to_invocation_result};
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -31,10 +31,15 @@ fn spec() -> &'static FunctionSpec {
 
 fuzz_target!(|data: &[u8]| {
     let spec = spec();
-    let Ok(request) = to_http_request(spec, data) else { return };
+    let shape = Shape { trigger: &spec.trigger, inputs: &["order"] };
+    let Ok(invocation) = http_invocation(shape, &Bytes::copy_from_slice(data)) else { return };
+    if let Some(route) = &spec.route {
+        let _ = route.accept_values(invocation.params.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
+    }
+    let request = invocation.request;
     let _ = bearer_token(request.headers(), 8192);
     let status = if request.body().is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
-    let result = to_invocation_result(spec, status, request.headers(), request.body(), vec!["log".to_owned()]);
+    let result = to_invocation_result("res", status, request.headers(), request.body(), vec!["log".to_owned()]);
     let text = result.to_string();
     let back: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("answer is not JSON: {e}"));
     assert_eq!(back["Outputs"]["res"]["statusCode"], status.as_u16());

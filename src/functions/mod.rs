@@ -1,41 +1,104 @@
-//! Business handlers, one file per Azure function (folder `api-a` ↔ module `api_a`).
-//! They receive standard `http` types and verified claims; they never see the host's
-//! envelope or the raw token.
+//! How an app hands its business functions to the handler: ordinary axum handlers (or
+//! `MethodRouter`s such as `get(list).post(create)`), registered by function (folder) name
+//! in [`Functions`]. The built-in `handler` binary serves [`builtin`]: one file per Azure
+//! function (folder `api-a` ↔ module `api_a`).
+//!
+//! ```no_run
+//! use azfn_auth::extract::Path;
+//! use azfn_auth::functions::Functions;
+//! use azfn_auth::auth::Claims;
+//!
+//! async fn get_order(claims: Claims, Path(id): Path<u32>) -> String {
+//!     format!("order {id} for {}", claims.subject().unwrap_or("-"))
+//! }
+//!
+//! let functions = Functions::new().function("orders-get", get_order);
+//! std::process::exit(azfn_auth::server::run(functions));
+//! ```
 
 pub mod api_a;
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use http::Response;
+use axum::extract::Request;
+use axum::handler::Handler;
+use axum::response::Response;
 
-use crate::auth::Claims;
+/// A registered handler with its state applied, ready to serve requests.
+pub(crate) type BoxedHandler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
 
-/// What a business handler receives once the caller is authenticated.
-#[derive(Debug)]
-pub struct FunctionRequest {
-    /// Method, URI and headers of the original request.
-    pub parts: http::request::Parts,
-    /// The request body.
-    pub body: Bytes,
-    /// Verified token claims; `None` only for functions whose policy is anonymous.
-    pub claims: Option<Arc<Claims>>,
+type MakeHandler<S> = Box<dyn FnOnce(S) -> BoxedHandler + Send>;
+
+/// Business handlers by function name, sharing app state `S` (given with
+/// [`Functions::with_state`], as axum's `Router::with_state`).
+pub struct Functions<S = ()> {
+    entries: Vec<(String, MakeHandler<S>)>,
 }
 
-/// The future a handler returns.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+impl<S> fmt::Debug for Functions<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.entries.iter().map(|(name, _)| name)).finish()
+    }
+}
 
-/// A business handler.
-pub type Handler = fn(FunctionRequest) -> HandlerFuture;
+impl<S: Clone + Send + Sync + 'static> Default for Functions<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
-/// Business handlers by function (folder) name.
-pub type Registry = Vec<(&'static str, Handler)>;
+impl<S: Clone + Send + Sync + 'static> Functions<S> {
+    /// No functions yet.
+    pub fn new() -> Self {
+        Self { entries: Vec::new() }
+    }
 
-/// Every function this binary implements, by folder name. A `function.json` without an
-/// entry here is a start-up error. To add a function: a folder with `function.json` (and
-/// optionally `auth.json`), a module here, and a line below.
-pub fn registry() -> Registry {
-    vec![("api-a", api_a::handle)]
+    /// Serves function `name` (its folder name, matched case-insensitively) with `handler`:
+    /// any axum handler, `async fn` with extractors, or a `MethodRouter`. HTTP functions run
+    /// it only after the caller's token and the function's policy passed.
+    pub fn function<H, T>(mut self, name: &str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        let make: MakeHandler<S> = Box::new(move |state: S| -> BoxedHandler {
+            Arc::new(move |request: Request| Box::pin(handler.clone().call(request, state.clone())))
+        });
+        self.entries.push((name.to_owned(), make));
+        self
+    }
+
+    /// Gives every handler `state` (read with axum's `State` extractor).
+    pub fn with_state<S2>(self, state: S) -> Functions<S2> {
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|(name, make)| {
+                let state = state.clone();
+                let make: MakeHandler<S2> = Box::new(move |_: S2| make(state));
+                (name, make)
+            })
+            .collect();
+        Functions { entries }
+    }
+}
+
+impl Functions<()> {
+    /// The handlers, by name, ready to serve.
+    pub(crate) fn into_handlers(self) -> Vec<(String, BoxedHandler)> {
+        self.entries.into_iter().map(|(name, make)| (name, make(()))).collect()
+    }
+
+    /// Names registered so far.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_str())
+    }
+}
+
+/// The functions of the `handler` binary: `api-a`.
+pub fn builtin() -> Functions {
+    Functions::new().function("api-a", api_a::handle)
 }

@@ -1,29 +1,22 @@
 //! Invocation mode (PROTOCOL.md §5): the host POSTs `{"Data": {...}, "Metadata": {...}}`
 //! to `/<Function>` and expects `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}`
-//! back, always with HTTP 200 and `application/json`. This module converts the envelope
-//! to a standard `http` request at the edge and the response back; nothing else sees it.
-//!
-//! A malformed envelope (or one over the size cap) is answered inside the envelope as a
-//! 400 (413) for the caller, with the reason in `Logs`: a non-2xx answer would only make
-//! the host turn it into an empty 500.
+//! back. This module is the edge: envelope in → an `http` request (HTTP triggers) or the
+//! trigger payload (other triggers), plus route values and input binding values; response
+//! and output values → envelope out. It knows nothing of the app that runs in between.
 
-use axum::body::{Body, Bytes};
-use axum::extract::Request;
+pub use axum::body::Bytes;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use tracing::warn;
-
-use crate::app::{AppState, plain, run_function_with};
-use crate::layout::FunctionSpec;
 
 /// Most header lines taken from an envelope. The host's own server (Kestrel) refuses
 /// requests with more than 100 headers, so anything near this is not from a real client.
@@ -47,37 +40,104 @@ pub enum EnvelopeError {
     /// `Headers` is not an object of strings or string arrays, or holds an invalid header.
     #[error("invocation payload has invalid Headers")]
     BadHeaders,
+    /// `Data.<trigger>.Params` is not an object of strings (or nulls).
+    #[error("invocation payload has invalid Params")]
+    BadParams,
 }
 
-/// Turns an invocation envelope into the request the client sent to the host.
+/// What the edge must know of a function to read its envelope: the trigger binding's name
+/// and the names of its input bindings (other `Data` members are skipped unread).
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    /// The trigger binding (`req`, `timer`, ...).
+    pub trigger: &'a str,
+    /// Declared input bindings (`direction: in`/`inout`, not the trigger).
+    pub inputs: &'a [&'a str],
+}
+
+/// An HTTP trigger's envelope, converted.
+#[derive(Debug)]
+pub struct HttpInvocation {
+    /// The request the client sent to the host.
+    pub request: http::Request<Bytes>,
+    /// Route values the host matched (`Data.<trigger>.Params`), by name; `None`
+    /// for an unmatched optional parameter. Never read from `Metadata`, which the caller
+    /// fills through the query string and JSON body.
+    pub params: Vec<(String, Option<String>)>,
+    /// Input binding values.
+    pub inputs: InputValues,
+}
+
+/// A non-HTTP trigger's envelope (timer, queue, blob, ...).
+#[derive(Debug)]
+pub struct TriggerInvocation {
+    /// `Data.<trigger>` as JSON text (`null` when the host sent none).
+    pub payload: Bytes,
+    /// `Metadata` as JSON text (`{}` when absent).
+    pub metadata: Bytes,
+    /// Input binding values.
+    pub inputs: InputValues,
+}
+
+/// Input binding values by binding name, each the JSON text the host sent.
+#[derive(Debug, Clone, Default)]
+pub struct InputValues(Vec<(String, Bytes)>);
+
+impl InputValues {
+    /// The JSON text of binding `name` (case-sensitive, as function.json spells it).
+    pub fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
+    }
+
+    /// Names of the bindings the host sent.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// Reads a `Data`/`Metadata` value as `T`. The host sends strings, numbers and booleans as
+/// JSON strings holding JSON (`"\"hello\""`, `"4"`, PROTOCOL.md §5.1): a string is first
+/// read as the JSON it holds, then, if that fails, as itself (plain text, base64 bytes).
+pub fn decode_value<T: DeserializeOwned>(raw: &[u8]) -> Result<T, serde_json::Error> {
+    decode_parsed(serde_json::from_slice(raw)?)
+}
+
+/// [`decode_value`] for a value already parsed.
+pub fn decode_parsed<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
+    match value {
+        Value::String(text) => match serde_json::from_str::<T>(&text) {
+            Ok(value) => Ok(value),
+            Err(_) => T::deserialize(Value::String(text)),
+        },
+        other => T::deserialize(other),
+    }
+}
+
+/// Turns an HTTP trigger's envelope into the request the client sent to the host; the
+/// function's trigger binding is named `trigger` and it has no input bindings.
+pub fn to_http_request(trigger: &str, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
+    http_invocation(Shape { trigger, inputs: &[] }, &Bytes::copy_from_slice(envelope)).map(|i| i.request)
+}
+
+/// Converts an HTTP trigger's envelope, already in [`Bytes`] (as read from the host):
+/// header values and bodies without escapes share its memory instead of being copied.
 ///
 /// One pass over the envelope, borrowing from it: `Data.<trigger>` is read into typed
 /// fields (strings borrowed unless they hold escapes); `Metadata` (which mirrors the
-/// client's JSON body), other bindings and other trigger members are skipped without
+/// client's JSON body), undeclared bindings and other trigger members are skipped without
 /// building anything, so a crafted body cannot inflate memory. Members of the wrong JSON
 /// type are consumed and reported as the matching [`EnvelopeError`].
-pub fn to_http_request(spec: &FunctionSpec, envelope: &[u8]) -> Result<http::Request<Bytes>, EnvelopeError> {
-    from_envelope(spec, &Bytes::copy_from_slice(envelope))
-}
-
-/// [`to_http_request`] for an envelope already in [`Bytes`] (as read from the host): header
-/// values without escapes share its memory instead of being copied.
-fn from_envelope(spec: &FunctionSpec, envelope: &Bytes) -> Result<http::Request<Bytes>, EnvelopeError> {
-    // serde also reads a map from a JSON array; the host always sends an object.
-    if envelope.trim_ascii_start().first() != Some(&b'{') {
-        return Err(EnvelopeError::NotJson);
-    }
-    // JSON is UTF-8: checked once here, so strings borrowed below are not checked again.
-    let text = std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)?;
+pub fn http_invocation(shape: Shape<'_>, envelope: &Bytes) -> Result<HttpInvocation, EnvelopeError> {
+    let text = envelope_text(envelope)?;
     let mut reader = serde_json::Deserializer::from_str(text);
-    // `Data.<trigger>`, read as the trigger's members if it is an object.
-    let trigger = [spec.trigger.as_str()];
-    let data = Member { names: &trigger, seed: PhantomData::<Trigger<'_>> };
-    let root = Member { names: &["Data", "data"], seed: data }
+    let root = Root { shape, http: true, metadata: false }
         .deserialize(&mut reader)
         .and_then(|root| reader.end().map(|()| root))
         .map_err(|_| EnvelopeError::NotJson)?;
-    let req = root.flatten().and_then(|t| t.0).ok_or_else(|| EnvelopeError::MissingTrigger(spec.trigger.clone()))?;
+    let inputs = root.inputs(envelope);
+    let Some(Payload::Http(Trigger(Some(req)))) = root.trigger else {
+        return Err(EnvelopeError::MissingTrigger(shape.trigger.to_owned()));
+    };
 
     let method = match req.method {
         Some(Text::Str(method)) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
@@ -133,12 +193,62 @@ fn from_envelope(spec: &FunctionSpec, envelope: &Bytes) -> Result<http::Request<
             _ => share(envelope, raw.get()),
         },
     };
+    let params = match req.params {
+        None => Vec::new(),
+        Some(raw) => route_params(raw.get())?,
+    };
 
     let mut request = http::Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    Ok(request)
+    Ok(HttpInvocation { request, params, inputs })
+}
+
+/// Converts a non-HTTP trigger's envelope.
+pub fn trigger_invocation(shape: Shape<'_>, envelope: &Bytes) -> Result<TriggerInvocation, EnvelopeError> {
+    let text = envelope_text(envelope)?;
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let root = Root { shape, http: false, metadata: true }
+        .deserialize(&mut reader)
+        .and_then(|root| reader.end().map(|()| root))
+        .map_err(|_| EnvelopeError::NotJson)?;
+    let inputs = root.inputs(envelope);
+    let payload = match root.trigger {
+        Some(Payload::Raw(raw)) => share(envelope, raw.get()),
+        _ if root.data_seen => Bytes::from_static(b"null"),
+        _ => return Err(EnvelopeError::MissingTrigger(shape.trigger.to_owned())),
+    };
+    let metadata = match root.metadata {
+        Some(raw) if raw.get().starts_with('{') => share(envelope, raw.get()),
+        _ => Bytes::from_static(b"{}"),
+    };
+    Ok(TriggerInvocation { payload, metadata, inputs })
+}
+
+/// The envelope as text: a JSON object (serde would also read a map from an array), UTF-8
+/// checked once here so strings borrowed later are not checked again.
+fn envelope_text(envelope: &Bytes) -> Result<&str, EnvelopeError> {
+    if envelope.trim_ascii_start().first() != Some(&b'{') {
+        return Err(EnvelopeError::NotJson);
+    }
+    std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)
+}
+
+/// `Params`: an object of parameter names to strings, or `null` for an unmatched optional
+/// parameter. Numbers and booleans are taken as their JSON text.
+fn route_params(raw: &str) -> Result<Vec<(String, Option<String>)>, EnvelopeError> {
+    let object: serde_json::Map<String, Value> = serde_json::from_str(raw).map_err(|_| EnvelopeError::BadParams)?;
+    object
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::Null => Ok((name, None)),
+            Value::String(text) => Ok((name, Some(text))),
+            Value::Number(n) => Ok((name, Some(n.to_string()))),
+            Value::Bool(b) => Ok((name, Some(b.to_string()))),
+            _ => Err(EnvelopeError::BadParams),
+        })
+        .collect()
 }
 
 /// A header value for `text`, sharing the envelope's memory where it can ([`share`]).
@@ -170,41 +280,122 @@ struct HttpTrigger<'a> {
     headers: Option<HeaderList<'a>>,
     #[serde(rename = "Body", alias = "body", borrow)]
     body: Option<&'a RawValue>,
+    #[serde(rename = "Params", alias = "params", borrow)]
+    params: Option<&'a RawValue>,
 }
 
-/// An object of which only the member named one of `names` is read, with `seed` (the last
-/// one if repeated); every other member is skipped. `None` when there is no such member.
-#[derive(Clone, Copy)]
-struct Member<'s, S> {
-    names: &'s [&'s str],
-    seed: S,
+/// The envelope's members this edge reads: `Data.<trigger>` (typed for HTTP triggers, raw
+/// otherwise), the declared input bindings (raw), and `Metadata` (raw, when asked for).
+/// Everything else is skipped unread; a repeated member counts once (the last one).
+struct Root<'s> {
+    shape: Shape<'s>,
+    http: bool,
+    metadata: bool,
 }
 
-impl<'de, S: DeserializeSeed<'de> + Copy> DeserializeSeed<'de> for Member<'_, S> {
-    type Value = Option<S::Value>;
+/// What [`Root`] read.
+struct Envelope<'de> {
+    trigger: Option<Payload<'de>>,
+    inputs: Vec<(Cow<'de, str>, &'de RawValue)>,
+    metadata: Option<&'de RawValue>,
+    data_seen: bool,
+}
+
+impl Envelope<'_> {
+    fn inputs(&self, envelope: &Bytes) -> InputValues {
+        InputValues(self.inputs.iter().map(|(name, raw)| (name.to_string(), share(envelope, raw.get()))).collect())
+    }
+}
+
+/// `Data.<trigger>`.
+enum Payload<'de> {
+    Http(Trigger<'de>),
+    Raw(&'de RawValue),
+}
+
+impl<'de, 's> DeserializeSeed<'de> for Root<'s> {
+    type Value = Envelope<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Member<'_, S> {
-    type Value = Option<S::Value>;
+impl<'de, 's> Visitor<'de> for Root<'s> {
+    type Value = Envelope<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an object with a member {:?}", self.names)
+        f.write_str("an invocation envelope")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut value = None;
+        let mut envelope = Envelope { trigger: None, inputs: Vec::new(), metadata: None, data_seen: false };
         while let Some(key) = map.next_key::<Text<'de>>()? {
-            if matches!(&key, Text::Str(k) if self.names.contains(&k.as_ref())) {
-                value = Some(map.next_value_seed(self.seed)?);
+            match &key {
+                Text::Str(k) if k == "Data" || k == "data" => {
+                    envelope.data_seen = true;
+                    let data = map.next_value_seed(Data { shape: self.shape, http: self.http })?;
+                    envelope.trigger = data.0;
+                    envelope.inputs = data.1;
+                }
+                Text::Str(k) if self.metadata && (k == "Metadata" || k == "metadata") => {
+                    envelope.metadata = Some(map.next_value()?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+/// `Data`: the trigger and the declared inputs.
+#[derive(Clone, Copy)]
+struct Data<'s> {
+    shape: Shape<'s>,
+    http: bool,
+}
+
+type DataMembers<'de> = (Option<Payload<'de>>, Vec<(Cow<'de, str>, &'de RawValue)>);
+
+impl<'de, 's> DeserializeSeed<'de> for Data<'s> {
+    type Value = DataMembers<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for Data<'s> {
+    type Value = DataMembers<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with a member {:?}", self.shape.trigger)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut trigger, mut inputs) = (None, Vec::new());
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            let Text::Str(key) = key else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if key == self.shape.trigger {
+                trigger = Some(if self.http {
+                    Payload::Http(map.next_value::<Trigger<'de>>()?)
+                } else {
+                    Payload::Raw(map.next_value::<&'de RawValue>()?)
+                });
+            } else if self.shape.inputs.contains(&key.as_ref()) {
+                let raw = map.next_value::<&'de RawValue>()?;
+                inputs.retain(|(name, _): &(Cow<'de, str>, &'de RawValue)| *name != key);
+                inputs.push((key, raw));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(value)
+        Ok((trigger, inputs))
     }
 }
 
@@ -418,6 +609,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
     }
 }
 
+/// The HTTP response for the caller, in the function's `http` output binding.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpAnswer<'a> {
+    /// The `http` output binding's name (`res`, or `$return` for `ReturnValue`).
+    pub binding: &'a str,
+    /// Status code.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: &'a HeaderMap,
+    /// Response body (sent as text: the host cannot return binary bodies here).
+    pub body: &'a [u8],
+}
+
+/// A value for an output binding (or `$return`).
+#[derive(Debug, Clone, Copy)]
+pub struct OutputValue<'a> {
+    /// The binding's name, exactly as in function.json.
+    pub name: &'a str,
+    /// The value.
+    pub value: &'a Value,
+    /// Send `value` exactly as it is: for `dataType: binary` bindings, which the host passes
+    /// through, and for strings that already hold base64 bytes.
+    pub verbatim: bool,
+}
+
 /// The HTTP output the host turns into the client's response.
 #[derive(Serialize)]
 struct HttpOutput<'a> {
@@ -427,6 +643,16 @@ struct HttpOutput<'a> {
     headers: StringHeaders<'a>,
     /// A string, so the host writes it verbatim.
     body: Cow<'a, str>,
+}
+
+impl<'a> HttpOutput<'a> {
+    fn new(answer: &HttpAnswer<'a>) -> Self {
+        Self {
+            status_code: answer.status.as_u16(),
+            headers: StringHeaders(answer.headers),
+            body: String::from_utf8_lossy(answer.body),
+        }
+    }
 }
 
 /// Response headers as one JSON string per name (repeated headers joined with `, `): the
@@ -451,6 +677,21 @@ impl Serialize for StringHeaders<'_> {
     }
 }
 
+/// An output value as the host must receive it. The host decodes any string that happens
+/// to be valid base64 into bytes (`"test"`, `"abcd"`, PROTOCOL.md §5.2), so a string goes
+/// out base64-encoded: the binding then always receives its UTF-8 bytes. Objects, arrays,
+/// numbers and booleans go as JSON; [`OutputValue::verbatim`] values go unchanged.
+struct Encoded<'a>(&'a OutputValue<'a>);
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.value {
+            Value::String(text) if !self.0.verbatim => serializer.serialize_str(&STANDARD.encode(text)),
+            value => value.serialize(serializer),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct InvocationResult<'a> {
     #[serde(rename = "Outputs")]
@@ -458,81 +699,71 @@ struct InvocationResult<'a> {
     #[serde(rename = "Logs")]
     logs: &'a [String],
     #[serde(rename = "ReturnValue")]
-    return_value: Option<HttpOutput<'a>>,
+    return_value: Option<ReturnValue<'a>>,
 }
 
-/// `Outputs`: the named HTTP output binding, or nothing when the function returns
-/// through `$return`.
-struct Outputs<'a>(Option<(&'a str, HttpOutput<'a>)>);
+enum ReturnValue<'a> {
+    Http(HttpOutput<'a>),
+    Value(Encoded<'a>),
+}
+
+impl Serialize for ReturnValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Http(output) => output.serialize(serializer),
+            Self::Value(value) => value.serialize(serializer),
+        }
+    }
+}
+
+/// `Outputs`: the named HTTP output binding and every other output value.
+struct Outputs<'a> {
+    http: Option<(&'a str, HttpOutput<'a>)>,
+    values: &'a [OutputValue<'a>],
+}
 
 impl Serialize for Outputs<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(usize::from(self.0.is_some())))?;
-        if let Some((name, output)) = &self.0 {
+        let mut map = serializer.serialize_map(None)?;
+        for value in self.values.iter().filter(|v| v.name != "$return") {
+            map.serialize_entry(value.name, &Encoded(value))?;
+        }
+        if let Some((name, output)) = &self.http {
             map.serialize_entry(name, output)?;
         }
         map.end()
     }
 }
 
-/// Turns the function's response into the invocation result (JSON text) the host expects.
+/// The invocation result (JSON text) the host expects: `http` goes to its binding (or
+/// `ReturnValue` for `$return`), each of `outputs` to its binding, except one named
+/// `$return`, which becomes `ReturnValue`.
+pub fn invocation_result(http: Option<HttpAnswer<'_>>, outputs: &[OutputValue<'_>], logs: &[String]) -> String {
+    let mut return_value = outputs.iter().rev().find(|o| o.name == "$return").map(|o| ReturnValue::Value(Encoded(o)));
+    let mut http_output = None;
+    if let Some(answer) = &http {
+        if answer.binding == "$return" {
+            return_value = Some(ReturnValue::Http(HttpOutput::new(answer)));
+        } else {
+            http_output = Some((answer.binding, HttpOutput::new(answer)));
+        }
+    }
+    let result = InvocationResult { outputs: Outputs { http: http_output, values: outputs }, logs, return_value };
+    // Serializing these types cannot fail (string keys, JSON values); fall back to a valid
+    // empty answer rather than panic.
+    serde_json::to_string(&result).unwrap_or_else(|_| r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#.to_owned())
+}
+
+/// [`invocation_result`] for an HTTP function with no other outputs.
 pub fn to_invocation_result(
-    spec: &FunctionSpec,
+    binding: &str,
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     logs: Vec<String>,
 ) -> String {
-    let output = HttpOutput {
-        status_code: status.as_u16(),
-        headers: StringHeaders(headers),
-        body: String::from_utf8_lossy(body),
-    };
-    let result = if spec.output == "$return" {
-        InvocationResult { outputs: Outputs(None), logs: &logs, return_value: Some(output) }
-    } else {
-        InvocationResult { outputs: Outputs(Some((spec.output.as_str(), output))), logs: &logs, return_value: None }
-    };
-    // Serializing these types cannot fail (string keys, no floats); fall back to a valid
-    // empty answer rather than panic.
-    serde_json::to_string(&result).unwrap_or_else(|_| r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#.to_owned())
-}
-
-fn envelope_answer(result: String) -> Response<Body> {
-    let mut response = Response::new(Body::from(result));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-async fn function_answer(spec: &FunctionSpec, response: Response<Body>, logs: Vec<String>) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    // Handler bodies are small text; a body that fails to collect becomes empty.
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    envelope_answer(to_invocation_result(spec, parts.status, &parts.headers, &body, logs))
-}
-
-/// Handles `POST /<Function>` from the host.
-pub async fn handle(state: &AppState, index: usize, request: Request) -> Response<Body> {
-    let spec = &state.layout.functions[index];
-    let limit = state.max_body_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES);
-    let Ok(envelope) = axum::body::to_bytes(request.into_body(), limit).await else {
-        let line = format!("invocation payload for {} exceeds {limit} bytes", spec.name);
-        warn!(function = %spec.name, limit, "invocation payload too large");
-        return function_answer(spec, plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"), vec![line]).await;
-    };
-    let request = match from_envelope(spec, &envelope) {
-        Ok(request) => request,
-        Err(error) => {
-            warn!(function = %spec.name, error = %error, "malformed invocation payload");
-            let answer = plain(StatusCode::BAD_REQUEST, "Malformed invocation request");
-            return function_answer(spec, answer, vec![error.to_string()]).await;
-        }
-    };
-    let (parts, body) = request.into_parts();
-    let mut logs = Vec::new();
-    let response = run_function_with(state, index, parts, Body::from(body), Some(&mut logs)).await;
-    function_answer(spec, response, logs).await
+    invocation_result(Some(HttpAnswer { binding, status, headers, body }), &[], &logs)
 }
 
 #[cfg(test)]
@@ -540,16 +771,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn spec(output: &str) -> FunctionSpec {
-        FunctionSpec {
-            name: "api-a".into(),
-            route: "api-a".into(),
-            methods: None,
-            trigger: "req".into(),
-            output: output.into(),
-            policy: Default::default(),
-        }
-    }
+    const REQ: Shape<'static> = Shape { trigger: "req", inputs: &[] };
 
     #[test]
     fn headers_arrive_as_arrays_and_each_entry_is_a_header_line() {
@@ -559,7 +781,7 @@ mod tests {
             "Headers": {"Authorization": ["Bearer a", "Bearer b"], "Host": ["app"]},
             "Query": {"code": "k"}
         }}, "Metadata": {}});
-        let request = to_http_request(&spec("res"), envelope.to_string().as_bytes()).unwrap();
+        let request = to_http_request("req", envelope.to_string().as_bytes()).unwrap();
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri(), "/api/api-a?code=k&x=1");
         assert_eq!(request.headers().get_all(header::AUTHORIZATION).iter().count(), 2);
@@ -570,7 +792,7 @@ mod tests {
         let make = |ct: &str, body: &str| {
             let envelope =
                 json!({"Data": {"req": {"Method": "POST", "Headers": {"Content-Type": [ct]}, "Body": body}}});
-            to_http_request(&spec("res"), envelope.to_string().as_bytes()).unwrap().into_body()
+            to_http_request("req", envelope.to_string().as_bytes()).unwrap().into_body()
         };
         assert_eq!(make("application/octet-stream", "aGk="), Bytes::from_static(b"hi"));
         assert_eq!(make("text/plain", "aGk="), Bytes::from_static(b"aGk="));
@@ -578,7 +800,7 @@ mod tests {
 
     #[test]
     fn malformed_envelopes_are_named() {
-        let parse = |v: &str| to_http_request(&spec("res"), v.as_bytes()).unwrap_err();
+        let parse = |v: &str| to_http_request("req", v.as_bytes()).unwrap_err();
         assert_eq!(parse("not json"), EnvelopeError::NotJson);
         assert_eq!(parse(r#"[{"req": {"Method": "GET"}}]"#), EnvelopeError::NotJson);
         assert_eq!(parse(r#"{"Data": {}}"#), EnvelopeError::MissingTrigger("req".into()));
@@ -595,7 +817,7 @@ mod tests {
         let envelope = r#"{"Metadata": {"x": [1, {"y": null}]}, "Data": {"other": 5, "req": {
             "Url": "https:\/\/app\/api\/api-a?q=\u0031", "Method": "post", "Query": {"code": "k"},
             "Headers": {"X-Quoted": "a\"b", "Accept": ["*/*"], "X-Two": ["1", "2"]}, "Body": "h\u00e9"}}}"#;
-        let request = to_http_request(&spec("res"), envelope.as_bytes()).unwrap();
+        let request = to_http_request("req", envelope.as_bytes()).unwrap();
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri(), "/api/api-a?q=1");
         assert_eq!(request.headers()["x-quoted"], "a\"b");
@@ -603,14 +825,13 @@ mod tests {
         assert_eq!(request.headers().get_all("x-two").iter().collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(request.body(), "h\u{e9}".as_bytes());
         // A JSON (non-string) body is passed on as its JSON text; no URL means "/".
-        let json =
-            to_http_request(&spec("res"), br#"{"Data": {"req": {"Method": "GET", "Body": {"a": [1]}}}}"#).unwrap();
+        let json = to_http_request("req", br#"{"Data": {"req": {"Method": "GET", "Body": {"a": [1]}}}}"#).unwrap();
         assert_eq!((json.uri().to_string().as_str(), json.body().as_ref()), ("/", br#"{"a": [1]}"#.as_slice()));
     }
 
     #[test]
     fn members_of_the_wrong_type_are_the_matching_error() {
-        let parse = |v: &str| to_http_request(&spec("res"), v.as_bytes()).unwrap_err();
+        let parse = |v: &str| to_http_request("req", v.as_bytes()).unwrap_err();
         assert_eq!(parse(r#"{"Data": 5}"#), EnvelopeError::NotJson);
         assert_eq!(parse(r#"{"Data": {"req": {"Method": "GET"}}} trailing"#), EnvelopeError::NotJson);
         assert_eq!(parse(r#"{"Data": {"req": "GET /"}}"#), EnvelopeError::MissingTrigger("req".into()));
@@ -632,7 +853,7 @@ mod tests {
     fn header_lines_are_capped_across_names_and_arrays() {
         let envelope = |headers: Value| json!({"Data": {"req": {"Method": "GET", "Headers": headers}}}).to_string();
         let names = |n: usize| Value::Object((0..n).map(|i| (format!("x-{i}"), json!(["v"]))).collect());
-        let parse = |v: String| to_http_request(&spec("res"), v.as_bytes()).map(|r| r.headers().len());
+        let parse = |v: String| to_http_request("req", v.as_bytes()).map(|r| r.headers().len());
         assert_eq!(parse(envelope(names(MAX_HEADER_LINES))), Ok(MAX_HEADER_LINES));
         assert_eq!(parse(envelope(names(MAX_HEADER_LINES + 1))), Err(EnvelopeError::BadHeaders));
         let lines = |n: usize| json!({"x-many": vec!["v"; n]});
@@ -652,7 +873,7 @@ mod tests {
         assert!(header_value(&envelope, std::str::from_utf8(&envelope[..]).unwrap()).is_ok());
         // Bodies too: a string without escapes and raw JSON are slices of the envelope.
         let envelope = Bytes::from_static(br#"{"Data": {"req": {"Method": "POST", "Body": "plain text"}}}"#);
-        let body = from_envelope(&spec("res"), &envelope).unwrap().into_body();
+        let body = http_invocation(REQ, &envelope).unwrap().request.into_body();
         let at = envelope.windows(10).position(|w| w == b"plain text").unwrap();
         assert_eq!((body.as_ref(), body.as_ptr()), (b"plain text".as_slice(), envelope[at..].as_ptr()));
     }
@@ -662,7 +883,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(header::VARY, HeaderValue::from_static("origin"));
         headers.append(header::VARY, HeaderValue::from_static("accept"));
-        let result = to_invocation_result(&spec("res"), StatusCode::OK, &headers, b"", vec![]);
+        let result = to_invocation_result("res", StatusCode::OK, &headers, b"", vec![]);
         let result: Value = serde_json::from_str(&result).unwrap();
         assert_eq!(result["Outputs"]["res"]["headers"], json!({"vary": "origin, accept"}));
     }
@@ -671,16 +892,92 @@ mod tests {
     fn result_puts_the_response_in_the_named_output_with_string_headers() {
         let mut headers = HeaderMap::new();
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
-        let result = to_invocation_result(&spec("res"), StatusCode::UNAUTHORIZED, &headers, b"no", vec!["l".into()]);
+        let result = to_invocation_result("res", StatusCode::UNAUTHORIZED, &headers, b"no", vec!["l".into()]);
         let result: Value = serde_json::from_str(&result).unwrap();
         assert_eq!(result["Outputs"]["res"]["statusCode"], 401);
         assert_eq!(result["Outputs"]["res"]["headers"]["www-authenticate"], "Bearer realm=\"api\"");
         assert_eq!(result["Outputs"]["res"]["body"], "no");
         assert_eq!(result["Logs"], json!(["l"]));
         assert_eq!(result["ReturnValue"], Value::Null);
-        let ret = to_invocation_result(&spec("$return"), StatusCode::OK, &HeaderMap::new(), b"ok", vec![]);
+        let ret = to_invocation_result("$return", StatusCode::OK, &HeaderMap::new(), b"ok", vec![]);
         let ret: Value = serde_json::from_str(&ret).unwrap();
         assert_eq!(ret["ReturnValue"]["statusCode"], 200);
         assert_eq!(ret["Outputs"], json!({}));
+    }
+
+    #[test]
+    fn params_and_declared_inputs_are_read_and_metadata_is_not() {
+        let envelope = Bytes::from(
+            json!({"Data": {
+                "req": {"Method": "GET", "Url": "http://h/api/orders/7", "Params": {"id": "7", "rest": null, "n": 3}},
+                "order": {"id": 7},
+                "other": "ignored"
+            }, "Metadata": {"id": "\"999\""}})
+            .to_string(),
+        );
+        let shape = Shape { trigger: "req", inputs: &["order"] };
+        let invocation = http_invocation(shape, &envelope).unwrap();
+        assert_eq!(
+            invocation.params,
+            [
+                ("id".to_owned(), Some("7".to_owned())),
+                ("n".to_owned(), Some("3".to_owned())),
+                ("rest".to_owned(), None)
+            ]
+        );
+        assert_eq!(invocation.inputs.raw("order"), Some(br#"{"id":7}"#.as_slice()));
+        assert_eq!(invocation.inputs.names().collect::<Vec<_>>(), ["order"]);
+        let bad = Bytes::from_static(br#"{"Data": {"req": {"Method": "GET", "Params": {"id": {"x": 1}}}}}"#);
+        assert_eq!(http_invocation(REQ, &bad).unwrap_err(), EnvelopeError::BadParams);
+    }
+
+    #[test]
+    fn trigger_payload_and_metadata_are_passed_raw() {
+        let envelope = Bytes::from_static(
+            br#"{"Data": {"timer": {"Schedule": {}, "IsPastDue": false}}, "Metadata": {"sys": {"MethodName": "cleanup"}}}"#,
+        );
+        let shape = Shape { trigger: "timer", inputs: &[] };
+        let invocation = trigger_invocation(shape, &envelope).unwrap();
+        assert_eq!(invocation.payload.as_ref(), br#"{"Schedule": {}, "IsPastDue": false}"#);
+        assert_eq!(invocation.metadata.as_ref(), br#"{"sys": {"MethodName": "cleanup"}}"#);
+        let none = trigger_invocation(shape, &Bytes::from_static(br#"{"Data": {}}"#)).unwrap();
+        assert_eq!((none.payload.as_ref(), none.metadata.as_ref()), (b"null".as_slice(), b"{}".as_slice()));
+        assert_eq!(
+            trigger_invocation(shape, &Bytes::from_static(b"{}")).unwrap_err(),
+            EnvelopeError::MissingTrigger("timer".into())
+        );
+    }
+
+    #[test]
+    fn values_are_decoded_from_the_hosts_double_encoding() {
+        assert_eq!(decode_value::<String>(br#""\"hello\"""#).unwrap(), "hello");
+        assert_eq!(decode_value::<u32>(br#""4""#).unwrap(), 4);
+        assert!(decode_value::<bool>(br#""true""#).unwrap());
+        assert_eq!(decode_value::<String>(br#""aGk=""#).unwrap(), "aGk=");
+        assert_eq!(decode_value::<Value>(br#"{"a": 1}"#).unwrap(), json!({"a": 1}));
+        assert_eq!(decode_value::<Value>(br#""{\"a\": 1}""#).unwrap(), json!({"a": 1}));
+        assert!(decode_value::<u32>(br#""x""#).is_err());
+    }
+
+    #[test]
+    fn outputs_strings_are_base64_so_the_host_never_guesses() {
+        let order = json!({"id": 1});
+        let text = json!("test");
+        let outputs = [
+            OutputValue { name: "outQueue", value: &order, verbatim: false },
+            OutputValue { name: "log", value: &text, verbatim: false },
+            OutputValue { name: "raw", value: &text, verbatim: true },
+        ];
+        let headers = HeaderMap::new();
+        let http = HttpAnswer { binding: "res", status: StatusCode::CREATED, headers: &headers, body: b"{}" };
+        let result: Value = serde_json::from_str(&invocation_result(Some(http), &outputs, &[])).unwrap();
+        assert_eq!(result["Outputs"]["outQueue"], order);
+        assert_eq!(result["Outputs"]["log"], "dGVzdA==");
+        assert_eq!(result["Outputs"]["raw"], "test");
+        assert_eq!(result["Outputs"]["res"]["statusCode"], 201);
+        assert_eq!(result["ReturnValue"], Value::Null);
+        let returned = [OutputValue { name: "$return", value: &order, verbatim: false }];
+        let result: Value = serde_json::from_str(&invocation_result(None, &returned, &["l".into()])).unwrap();
+        assert_eq!((result["Outputs"].clone(), result["ReturnValue"].clone()), (json!({}), order));
     }
 }

@@ -218,14 +218,7 @@ pub fn auth_config(issuer: &str) -> AuthConfig {
 }
 
 pub fn api_a(methods: Option<Vec<Method>>) -> FunctionSpec {
-    FunctionSpec {
-        name: "api-a".into(),
-        route: "api-a".into(),
-        methods,
-        trigger: "req".into(),
-        output: "res".into(),
-        policy: Default::default(),
-    }
+    FunctionSpec::http("api-a", "api-a", methods).unwrap()
 }
 
 pub fn layout(mode: HostMode, prefix: &str) -> AppLayout {
