@@ -246,10 +246,11 @@ pub struct Context<'a> {
 pub async fn run_function(
     state: &AppState,
     index: usize,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Body,
     context: Context<'_>,
 ) -> Response<Body> {
+    strip_principal_headers(&mut parts.headers);
     let spec = &state.layout.functions[index];
     let Context { values, inputs, mut logs } = context;
     if let Some(methods) = &spec.methods
@@ -587,5 +588,44 @@ impl Decision<'_> {
                 caller.client, caller.subject
             ));
         }
+    }
+}
+
+/// Removes `X-MS-CLIENT-PRINCIPAL*` and `X-MS-TOKEN-*`: only App Service authentication sets
+/// them, and without it any caller can, so business code written for Easy Auth would trust a
+/// forged identity.
+fn strip_principal_headers(headers: &mut http::HeaderMap) {
+    let forged: Vec<_> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with("x-ms-client-principal") || name.starts_with("x-ms-token-")
+        })
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_and_token_headers_are_stripped_and_others_kept() {
+        let mut headers = http::HeaderMap::new();
+        for name in [
+            "x-ms-client-principal-id",
+            "X-MS-CLIENT-PRINCIPAL",
+            "x-ms-client-principal-name",
+            "x-ms-token-aad-id-token",
+        ] {
+            headers.insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("admin"));
+        }
+        headers.insert("x-ms-request-id", HeaderValue::from_static("keep"));
+        strip_principal_headers(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-ms-request-id"], "keep");
     }
 }

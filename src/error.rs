@@ -101,6 +101,9 @@ pub enum TokenRejection {
     NotYetValid,
     /// `iat` in the future (beyond the skew).
     IssuedInFuture,
+    /// A `cnf` (sender-constraint) member this request does not prove: accepting it as a
+    /// plain bearer token would let a stolen bound token work from anywhere.
+    UnverifiedBinding,
 }
 
 impl TokenRejection {
@@ -124,6 +127,7 @@ impl TokenRejection {
             Self::Expired => "expired",
             Self::NotYetValid => "not yet valid",
             Self::IssuedInFuture => "issued in the future",
+            Self::UnverifiedBinding => "sender-constrained token without proof",
         }
     }
 }

@@ -389,3 +389,17 @@ async fn a_weak_key_next_to_a_good_one_is_ignored() {
     assert_invalid_token(&with_token(&router, &token(&claiming_weak, &claims(&idp.issuer))).await);
     assert_ok(&with_token(&router, &token(&good, &claims(&idp.issuer))).await);
 }
+
+#[tokio::test]
+async fn dpop_bound_token_over_bearer_is_401_invalid_token() {
+    assert_invalid_token(
+        &claims_case(|c| c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})).await,
+    );
+}
+
+#[tokio::test]
+async fn certificate_bound_token_over_bearer_is_401_invalid_token() {
+    assert_invalid_token(
+        &claims_case(|c| c["cnf"] = json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"})).await,
+    );
+}

@@ -110,7 +110,13 @@ impl Authenticator {
     /// Reads the bearer token from `headers` and verifies it.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Claims>, AuthError> {
         let token = bearer::bearer_token(headers, self.max_token_bytes)?;
-        self.verify(token).await
+        let claims = self.verify(token).await?;
+        // No downgrade: a bound token (`cnf`, RFC 9449 / RFC 8705) is refused unless the
+        // binding is proven on this request, which the Bearer scheme never does.
+        if claims.raw().contains_key("cnf") {
+            return Err(AuthError::InvalidToken(TokenRejection::UnverifiedBinding));
+        }
+        Ok(claims)
     }
 
     /// Verifies a compact JWS access token. The algorithm comes from configuration and the
