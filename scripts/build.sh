@@ -46,8 +46,9 @@ else
 fi
 
 step "cargo build --release --target $TARGET --bin handler"
-cargo build --release --target "$TARGET" --bin handler
-BUILT="target/$TARGET/release/$EXE"
+# shellcheck source=scripts/cargo-exe.sh
+source "$ROOT/scripts/cargo-exe.sh"
+BUILT=$(cargo_exe handler --release --target "$TARGET" --bin handler) || die "cargo build failed"
 [[ -f "$BUILT" ]] || die "$BUILT was not produced"
 
 step "copying $BUILT to ./$EXE (the app root)"

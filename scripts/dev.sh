@@ -7,7 +7,8 @@
 #   (default)  prints copy-paste curl commands and keeps both running until Ctrl-C;
 #   --smoke    checks no token -> 401, valid token -> 200, tampered token -> 401, then exits
 #              0 only if all three answers were right.
-#   --release  builds and runs target/release/handler instead of target/debug/handler.
+#   --release  builds and runs the release handler instead of the debug one (wherever cargo
+#              puts it: CARGO_TARGET_DIR is honoured).
 # Every process it starts is stopped when it exits (normally, on failure or on Ctrl-C).
 # Needs: cargo, node (>= 20.19) + npm, curl.
 set -euo pipefail
@@ -89,9 +90,15 @@ else
 fi
 
 step "building handler ($PROFILE)"
-if [[ $PROFILE == release ]]; then cargo build --release --bin handler; else cargo build --bin handler; fi
-HANDLER_BIN="$ROOT/target/$PROFILE/handler"
+# shellcheck source=scripts/cargo-exe.sh
+source "$ROOT/scripts/cargo-exe.sh"
+if [[ $PROFILE == release ]]; then
+  HANDLER_BIN=$(cargo_exe handler --release --bin handler) || die "cargo build failed"
+else
+  HANDLER_BIN=$(cargo_exe handler --bin handler) || die "cargo build failed"
+fi
 [[ -x "$HANDLER_BIN" ]] || die "$HANDLER_BIN was not built"
+echo "    binary: $HANDLER_BIN"
 
 # Output of both processes: to the terminal in interactive mode, to log files with --smoke
 # (shown if the smoke test fails).

@@ -48,8 +48,11 @@ CORPUS_ROOT="${FUZZ_CORPUS_DIR:-$WORK/corpus}"
 
 step "cargo fuzz build (sanitizer: $SANITIZER)"
 cargo fuzz build --sanitizer "$SANITIZER"
+# shellcheck source=scripts/cargo-exe.sh
+source "$ROOT/scripts/cargo-exe.sh"
+FUZZ_TARGET_DIR=$(cargo_target_dir --manifest-path fuzz/Cargo.toml) || die "cargo metadata failed"
 for t in "${TARGETS[@]}"; do
-  [[ -x "fuzz/target/x86_64-unknown-linux-gnu/release/$t" ]] || die "target $t was not built"
+  [[ -x "$FUZZ_TARGET_DIR/x86_64-unknown-linux-gnu/release/$t" ]] || die "target $t was not built"
 done
 
 failed=()

@@ -2,7 +2,7 @@
 # usage: scripts/soak.sh            (SOAK_SECONDS=300 by default; e.g. SOAK_SECONDS=60 scripts/soak.sh)
 #
 # Soak test of the release `handler` on loopback, no fault injected:
-#   - builds target/release/handler (skip with HANDLER_BIN=/path/to/handler);
+#   - builds the release handler where cargo puts it (skip with HANDLER_BIN=/path/to/handler);
 #   - serves a static OpenID discovery document and JWK Set (keys from tests/fixtures/rsa-a.pem
 #     and rsa-b.pem) from a python3 http.server on 127.0.0.1, counting key set fetches;
 #   - signs tokens with python3 + cryptography: valid (more distinct ones than the verified-token
@@ -19,7 +19,7 @@
 #
 # Env: SOAK_SECONDS (300)  SOAK_WARMUP_SECONDS (duration/5, at most 60)  SOAK_SAMPLE_SECONDS (5)
 #      SOAK_RSS_GROWTH_KIB (16384)  SOAK_CONNECTIONS (16)  SOAK_THREADS (2)
-#      SOAK_RUST_LOG (warn)  HANDLER_BIN (build target/release/handler)
+#      SOAK_RUST_LOG (warn)  HANDLER_BIN (build the release handler)
 #      SOAK_KEEP (set to keep the work directory with logs, tokens and RSS samples)
 # Needs: cargo, python3 (installs `cryptography` with pip if missing), wrk (installed with
 # apt-get when missing and running as root).
@@ -79,8 +79,9 @@ if [[ -n "${HANDLER_BIN:-}" ]]; then
   step "handler: using $BIN"
 else
   step "cargo build --release --bin handler"
-  cargo build --release --bin handler
-  BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/handler"
+  # shellcheck source=scripts/cargo-exe.sh
+  source "$ROOT/scripts/cargo-exe.sh"
+  BIN=$(cargo_exe handler --release --bin handler) || die "cargo build failed"
 fi
 [[ -x "$BIN" ]] || die "$BIN is not an executable"
 

@@ -23,4 +23,7 @@ scripts/check-funcignore.sh
 echo "==> dev.sh --smoke"
 scripts/dev.sh --smoke
 
+echo "==> scripts run what cargo built: CARGO_TARGET_DIR elsewhere, a clone with a stale ./target"
+scripts/test-target-dir.sh
+
 echo "==> all tests passed"

@@ -26,7 +26,9 @@ struct Root(PathBuf);
 
 impl Root {
     fn new(mode: HostMode) -> Self {
-        let dir = std::env::temp_dir().join(format!("azfn-orders-{mode:?}-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("azfn-orders-{mode:?}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         copy(Path::new(EXAMPLE), &dir);
         let mut host: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("host.json")).unwrap()).unwrap();
