@@ -10,6 +10,7 @@ pub mod claims;
 pub mod keys;
 pub mod keystore;
 pub mod policy;
+pub mod snapshot;
 pub mod token;
 pub mod verify;
 

@@ -1,0 +1,268 @@
+//! The last good key set of one issuer on disk: written atomically after a successful fetch,
+//! read back at start-up so a new or restarted instance can answer before the issuer does.
+//! A snapshot is only a cache of network answers: its keys go through the same parser.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Format version written into every file; other versions are ignored.
+const VERSION: u32 = 1;
+
+/// How far in the future a snapshot's fetch time may lie (clocks of two instances differ)
+/// before the file is refused. Larger would let a wrong clock extend the stale window.
+const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
+
+/// Largest snapshot file read; bigger files are ignored (the key set itself is capped).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// One issuer's key set as last fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Format version.
+    pub version: u32,
+    /// The issuer the keys belong to.
+    pub issuer: String,
+    /// The URL the key set was fetched from.
+    pub jwks_uri: String,
+    /// When it was fetched, in seconds since the Unix epoch.
+    pub fetched_at: u64,
+    /// The key set document exactly as served (parsed again, by the same rules, on load).
+    pub jwks: String,
+}
+
+/// Why a snapshot was not used (logged once as a warning).
+#[derive(Debug, thiserror::Error)]
+pub enum Ignored {
+    /// No file for this issuer.
+    #[error("no snapshot")]
+    Missing,
+    /// The file could not be read.
+    #[error("unreadable: {0}")]
+    Unreadable(String),
+    /// Not a snapshot document of this version.
+    #[error("corrupt or of another format")]
+    Corrupt,
+    /// Written for another issuer.
+    #[error("written for another issuer")]
+    OtherIssuer,
+    /// Fetched from another key set URL than the configured one.
+    #[error("fetched from another key set URL")]
+    OtherUrl,
+    /// Older than the stale limit.
+    #[error("older than AUTH_JWKS_MAX_STALE_SECONDS")]
+    TooOld,
+    /// Dated in the future beyond clock tolerance.
+    #[error("dated in the future")]
+    FromTheFuture,
+}
+
+impl Snapshot {
+    /// A snapshot of `jwks` for `issuer`, fetched from `jwks_uri` at `fetched_at`.
+    pub fn new(issuer: &str, jwks_uri: &str, fetched_at: u64, jwks: String) -> Self {
+        Self { version: VERSION, issuer: issuer.to_owned(), jwks_uri: jwks_uri.to_owned(), fetched_at, jwks }
+    }
+}
+
+/// The file holding `issuer`'s snapshot in `dir`: one per issuer, named by a hash so any
+/// issuer string gives a safe file name.
+pub fn path_for(dir: &Path, issuer: &str) -> PathBuf {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, issuer.as_bytes());
+    let hex: String = digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("jwks-{hex}.json"))
+}
+
+/// Age of a snapshot fetched at `fetched_at` when it is `now` (Unix seconds), if it may
+/// still serve under `max_stale`.
+pub fn usable_age(fetched_at: u64, now: u64, max_stale: Duration) -> Result<Duration, Ignored> {
+    if fetched_at > now {
+        return if fetched_at - now <= MAX_CLOCK_AHEAD.as_secs() {
+            Ok(Duration::ZERO)
+        } else {
+            Err(Ignored::FromTheFuture)
+        };
+    }
+    let age = Duration::from_secs(now - fetched_at);
+    if age > max_stale { Err(Ignored::TooOld) } else { Ok(age) }
+}
+
+/// Writes `snapshot` into `dir` atomically: a uniquely named temp file (owner-only on
+/// Unix), flushed to disk, then renamed over the issuer's file, so readers (in this or
+/// any other process) see the old file or the new one, never a mix.
+pub fn write(dir: &Path, snapshot: &Snapshot) -> std::io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    create_private_dir(dir)?;
+    let target = path_for(dir, &snapshot.issuer);
+    let body = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    let temp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        target.file_name().and_then(|n| n.to_str()).unwrap_or("jwks"),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, &target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map(|()| target)
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Reads `issuer`'s snapshot from `dir` and checks it names that issuer, that `jwks_uri`
+/// (when the URL is configured rather than discovered) matches, and that it is young enough
+/// at `now` (Unix seconds). Returns the snapshot and its age.
+pub fn read(
+    dir: &Path,
+    issuer: &str,
+    jwks_uri: Option<&str>,
+    now: u64,
+    max_stale: Duration,
+) -> Result<(Snapshot, Duration), Ignored> {
+    use std::io::Read;
+    let path = path_for(dir, issuer);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Ignored::Missing),
+        Err(e) => return Err(Ignored::Unreadable(e.kind().to_string())),
+    };
+    let mut body = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut body).map_err(|e| Ignored::Unreadable(e.kind().to_string()))?;
+    if body.len() as u64 > MAX_FILE_BYTES {
+        return Err(Ignored::Corrupt);
+    }
+    let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|_| Ignored::Corrupt)?;
+    if snapshot.version != VERSION {
+        return Err(Ignored::Corrupt);
+    }
+    if snapshot.issuer != issuer {
+        return Err(Ignored::OtherIssuer);
+    }
+    if jwks_uri.is_some_and(|uri| uri != snapshot.jwks_uri) {
+        return Err(Ignored::OtherUrl);
+    }
+    let age = usable_age(snapshot.fetched_at, now, max_stale)?;
+    Ok((snapshot, age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &str = "https://issuer.example/";
+    const URI: &str = "https://issuer.example/.well-known/jwks.json";
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            Self(std::env::temp_dir().join(format!("azfn-snapshot-{name}-{}-{n}", std::process::id())))
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn snap(fetched_at: u64) -> Snapshot {
+        Snapshot::new(ISSUER, URI, fetched_at, r#"{"keys":[]}"#.to_owned())
+    }
+
+    #[test]
+    fn age_is_checked_against_the_stale_limit() {
+        assert_eq!(usable_age(1_000, 1_000, DAY).ok(), Some(Duration::ZERO));
+        assert_eq!(usable_age(1_000, 1_000 + 86_400, DAY).ok(), Some(DAY));
+        assert!(matches!(usable_age(1_000, 1_001 + 86_400, DAY), Err(Ignored::TooOld)));
+        assert_eq!(usable_age(1_060, 1_000, DAY).ok(), Some(Duration::ZERO));
+        assert!(matches!(usable_age(1_061, 1_000, DAY), Err(Ignored::FromTheFuture)));
+    }
+
+    #[test]
+    fn a_written_snapshot_reads_back_with_its_age() {
+        let dir = TempDir::new("roundtrip");
+        let path = write(&dir.0, &snap(1_000)).unwrap();
+        assert_eq!(path, path_for(&dir.0, ISSUER));
+        let (read_back, age) = read(&dir.0, ISSUER, Some(URI), 1_010, DAY).unwrap();
+        assert_eq!(read_back, snap(1_000));
+        assert_eq!(age, Duration::from_secs(10));
+        // Discovered URL: any recorded URL is accepted.
+        assert!(read(&dir.0, ISSUER, None, 1_010, DAY).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn snapshot_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("mode");
+        let path = write(&dir.0, &snap(1)).unwrap();
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn other_issuer_url_age_and_corruption_are_ignored() {
+        let dir = TempDir::new("ignored");
+        assert!(matches!(read(&dir.0, ISSUER, None, 1, DAY), Err(Ignored::Missing)));
+        write(&dir.0, &snap(1_000)).unwrap();
+        assert!(matches!(
+            read(&dir.0, ISSUER, Some("https://issuer.example/other"), 1_000, DAY),
+            Err(Ignored::OtherUrl)
+        ));
+        assert!(matches!(read(&dir.0, ISSUER, None, 1_000 + 2 * 86_400, DAY), Err(Ignored::TooOld)));
+        // A file for another issuer placed under this issuer's name.
+        let mut other = snap(1_000);
+        other.issuer = "https://evil.example/".to_owned();
+        std::fs::write(path_for(&dir.0, ISSUER), serde_json::to_vec(&other).unwrap()).unwrap();
+        assert!(matches!(read(&dir.0, ISSUER, None, 1_000, DAY), Err(Ignored::OtherIssuer)));
+        std::fs::write(path_for(&dir.0, ISSUER), b"{\"version\":1,\"issuer\":").unwrap();
+        assert!(matches!(read(&dir.0, ISSUER, None, 1_000, DAY), Err(Ignored::Corrupt)));
+    }
+
+    #[test]
+    fn concurrent_writers_never_leave_a_torn_file() {
+        let dir = TempDir::new("race");
+        let big = |n: u64| Snapshot::new(ISSUER, URI, n, format!("{{\"keys\":[\"{}\"]}}", "x".repeat(64 * 1024)));
+        std::thread::scope(|s| {
+            for w in 0..4u64 {
+                let dir = &dir.0;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        write(dir, &big(w * 100 + i)).unwrap();
+                    }
+                });
+            }
+            s.spawn(|| {
+                for _ in 0..200 {
+                    match read(&dir.0, ISSUER, Some(URI), 1_000, DAY) {
+                        Ok((s, _)) => assert_eq!(s.jwks.len(), big(0).jwks.len()),
+                        Err(Ignored::Missing) => {}
+                        Err(other) => panic!("torn or unreadable snapshot: {other}"),
+                    }
+                }
+            });
+        });
+        let leftovers = std::fs::read_dir(&dir.0).unwrap().count();
+        assert_eq!(leftovers, 1, "temp files left behind");
+    }
+}
