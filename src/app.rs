@@ -295,7 +295,7 @@ pub async fn run_function(
     let (outcome, reason) =
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
     let status = response.status().as_u16();
-    let caller = Caller::of(caller_claims.as_deref());
+    let caller = Caller::of(&state.auth, caller_claims.as_deref());
     Decision { function: &spec.name, outcome, status, reason, caller, started }.record(logs.as_deref_mut());
     if let (Some(logs), Some(sink)) = (logs, sink) {
         logs.append(&mut sink.lock().unwrap_or_else(PoisonError::into_inner));
@@ -527,16 +527,20 @@ struct Caller<'a> {
     subject: &'a str,
     kid: &'a str,
     issuer: &'a str,
+    /// `fresh`, `stale` or `snapshot`: where the issuer's keys came from (see
+    /// [`crate::auth::keystore::Freshness`]), so stale service shows on every line.
+    keys: &'static str,
 }
 
 impl<'a> Caller<'a> {
-    fn of(claims: Option<&'a Claims>) -> Self {
+    fn of(auth: &Authenticator, claims: Option<&'a Claims>) -> Self {
         let field = |f: fn(&'a Claims) -> Option<&'a str>| claims.and_then(f).unwrap_or("-");
         Self {
             client: field(Claims::client_id),
             subject: field(Claims::subject),
             kid: field(Claims::key_id),
             issuer: field(|c| Some(c.issuer())),
+            keys: claims.map_or("-", |c| auth.key_freshness(c.issuer()).as_str()),
         }
     }
 }
@@ -549,7 +553,7 @@ fn deny(
     started: Instant,
     logs: Option<&mut Vec<String>>,
 ) -> Response<Body> {
-    let (status, reason, caller) = (error.status().as_u16(), error.reason(), Caller::of(claims));
+    let (status, reason, caller) = (error.status().as_u16(), error.reason(), Caller::of(&state.auth, claims));
     Decision { function, outcome: "denied", status, reason, caller, started }.record(logs);
     error.into_response(&state.challenges)
 }
@@ -580,6 +584,7 @@ impl Decision<'_> {
             sub = caller.subject,
             kid = caller.kid,
             iss = caller.issuer,
+            keys = caller.keys,
             duration_us = started.elapsed().as_micros() as u64,
         );
         if let Some(logs) = logs {

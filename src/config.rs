@@ -17,6 +17,7 @@
 //! | `AUTH_JWKS_REFRESH_SECONDS` | `600` | background key set refresh period |
 //! | `AUTH_JWKS_COOLDOWN_SECONDS` | `30` | least time between two fetches caused by an unknown `kid` |
 //! | `AUTH_JWKS_MAX_STALE_SECONDS` | `86400` | how long keys keep serving after the last successful fetch |
+//! | `AUTH_JWKS_SNAPSHOT_DIR` | `$HOME/data/azfn-auth` on App Service, else the OS temp dir | folder for the last good key set of each issuer, loaded at start-up when the issuer cannot be reached yet; `off` disables it |
 //! | `AUTH_HTTP_TIMEOUT_SECONDS` | `5` | total time for one key set or discovery request (connect: at most 2 s) |
 //! | `AUTH_TOKEN_CACHE_SECONDS` | `300` | longest time a verified token is remembered (0 disables the cache) |
 //! | `AUTH_TOKEN_CACHE_ENTRIES` | `1000` | most verified tokens remembered |
@@ -111,6 +112,22 @@ impl Default for JwksSettings {
     }
 }
 
+/// Where the last good key set of each issuer is kept on disk (`AUTH_JWKS_SNAPSHOT_DIR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotDir {
+    /// No snapshots: each new process waits for the issuer before it can verify a token.
+    Off,
+    /// This folder, as configured.
+    Dir(PathBuf),
+    /// The default: `app_service` (`$HOME/data/azfn-auth`, shared by the app's instances
+    /// where `$HOME` is the content share) when running on App Service and writable, else
+    /// a per-user folder under the OS temp dir (survives a worker restart on one instance).
+    Default {
+        /// `$HOME/data/azfn-auth` when `WEBSITE_INSTANCE_ID` and `HOME` are set.
+        app_service: Option<PathBuf>,
+    },
+}
+
 /// What a token must satisfy.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -136,6 +153,8 @@ pub struct AuthConfig {
     pub require_access_token_type: bool,
     /// Resource identifier for RFC 9728 metadata; `None` publishes none.
     pub resource: Option<Url>,
+    /// Where key set snapshots are written and read.
+    pub snapshots: SnapshotDir,
 }
 
 impl AuthConfig {
@@ -153,6 +172,7 @@ impl AuthConfig {
             token_cache_entries: 1_000,
             require_access_token_type: false,
             resource: None,
+            snapshots: SnapshotDir::Off,
         }
     }
 }
@@ -218,6 +238,7 @@ impl Config {
         let token_cache_entries = number(&get, "AUTH_TOKEN_CACHE_ENTRIES", 1_000, 1, 1_000_000)?;
         let require_access_token_type = boolean(&get, "AUTH_REQUIRE_AT_JWT")?;
         let resource = get("AUTH_RESOURCE").map(|r| check_url("AUTH_RESOURCE", &r)).transpose()?;
+        let snapshots = snapshot_dir(&get);
 
         Ok(Self {
             port,
@@ -235,8 +256,23 @@ impl Config {
                 token_cache_entries,
                 require_access_token_type,
                 resource,
+                snapshots,
             },
         })
+    }
+}
+
+fn snapshot_dir(get: &impl Fn(&str) -> Option<String>) -> SnapshotDir {
+    match get("AUTH_JWKS_SNAPSHOT_DIR") {
+        Some(v) if v.eq_ignore_ascii_case("off") => SnapshotDir::Off,
+        Some(dir) => SnapshotDir::Dir(PathBuf::from(dir)),
+        None => SnapshotDir::Default {
+            // App Service and Functions set WEBSITE_INSTANCE_ID; HOME is the app's persistent
+            // storage there (the content share on Windows and Linux Consumption/Premium).
+            app_service: get("WEBSITE_INSTANCE_ID")
+                .and(get("HOME"))
+                .map(|home| PathBuf::from(home).join("data").join("azfn-auth")),
+        },
     }
 }
 
@@ -582,5 +618,22 @@ mod tests {
         let c = config(&vars).unwrap();
         assert_eq!(c.port, DEFAULT_PORT);
         assert_eq!(c.auth.algorithms, vec![Algorithm::RS256]);
+    }
+
+    #[test]
+    fn snapshot_dir_defaults_to_app_storage_on_app_service_and_can_be_off() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars).unwrap().auth.snapshots
+        };
+        assert_eq!(with(&[]), SnapshotDir::Default { app_service: None });
+        assert_eq!(with(&[("HOME", "/home")]), SnapshotDir::Default { app_service: None });
+        assert_eq!(
+            with(&[("WEBSITE_INSTANCE_ID", "abc"), ("HOME", "/home")]),
+            SnapshotDir::Default { app_service: Some(PathBuf::from("/home/data/azfn-auth")) }
+        );
+        assert_eq!(with(&[("AUTH_JWKS_SNAPSHOT_DIR", "OFF")]), SnapshotDir::Off);
+        assert_eq!(with(&[("AUTH_JWKS_SNAPSHOT_DIR", "/srv/keys")]), SnapshotDir::Dir(PathBuf::from("/srv/keys")));
     }
 }

@@ -1,6 +1,6 @@
 //! The built `handler` binary started the way the Functions host starts it: environment,
 //! port, app root; start-up failures exit non-zero naming the setting; a SIGKILL and a
-//! restart lose nothing.
+//! restart lose nothing; a restart while the issuer is down serves from the key set snapshot.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -38,6 +38,8 @@ fn handler(port: u16, app_root: &Path, env: &[(&str, &str)]) -> Command {
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("FUNCTIONS_APP_ROOT_PATH", app_root)
         .env("RUST_LOG", "info")
+        // Hermetic by default: no key set snapshot from another test or an earlier run.
+        .env("AUTH_JWKS_SNAPSHOT_DIR", "off")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -180,4 +182,163 @@ fn local_settings_json_lists_every_setting_and_parses() {
     for name in documented {
         assert!(values.contains_key(name), "local.settings.json lacks {name}");
     }
+}
+
+/// A private folder under the temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("azfn-auth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits (bounded) until the issuer's snapshot file exists and holds a key set.
+fn wait_for_snapshot(dir: &Path, issuer: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if azfn_auth::auth::snapshot::read(dir, issuer, None, now() as u64, Duration::from_secs(3600)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no snapshot for {issuer} written to {}", dir.display());
+}
+
+/// Collects stdout lines until one contains `needle` (bounded); returns all read so far.
+fn read_until(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let mut out = String::new();
+    while !out.contains(needle) {
+        match lines.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            Err(_) => panic!("no line with {needle:?} on stdout; got:\n{out}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn restart_with_the_issuer_down_serves_from_the_snapshot() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = rt.block_on(Idp::start(&[&key]));
+    let dir = TempDir::new("snapshot-restart");
+    let port = free_port();
+    let dir_value = dir.0.to_str().unwrap();
+    let env =
+        [("AUTH_ISSUER", idp.issuer.as_str()), ("AUTH_AUDIENCE", AUDIENCE), ("AUTH_JWKS_SNAPSHOT_DIR", dir_value)];
+    let t = token(&key, &claims(&idp.issuer));
+    let auth = format!("Authorization: Bearer {t}\r\n");
+
+    // First instance: keys from the network, written to the snapshot.
+    let mut first = Running(handler(port, &repo_root(), &env).spawn().unwrap());
+    let lines = stdout_lines(&mut first.0);
+    wait_ready(port);
+    assert_eq!(http_get(port, "/api/api-a", &auth).unwrap().0, 200);
+    let log = read_until(&lines, "auth decision");
+    assert!(log.contains("signing keys loaded") && log.contains("jwks.source=network"), "{log}");
+    assert!(log.contains(" keys=fresh "), "{log}");
+    wait_for_snapshot(&dir.0, &idp.issuer);
+    drop(first);
+
+    // The issuer goes down; a new instance answers at once from the snapshot.
+    idp.set_mode(IdpMode::Status(503));
+    let mut second = Running(handler(port, &repo_root(), &env).spawn().unwrap());
+    let lines = stdout_lines(&mut second.0);
+    wait_ready(port);
+    let (status, body) = http_get(port, "/api/api-a", &auth).unwrap();
+    assert_eq!((status, body.as_str()), (200, "Authentication successful"));
+    let log = read_until(&lines, "auth decision");
+    assert!(log.contains("signing keys loaded from snapshot") && log.contains("jwks.age_s="), "{log}");
+    assert!(log.contains(" keys=snapshot "), "stale service shows on the decision line: {log}");
+    // A tampered token is still refused: the snapshot only supplies keys.
+    let tampered = format!("Authorization: Bearer {}x\r\n", &t[..t.len() - 1]);
+    assert_eq!(http_get(port, "/api/api-a", &tampered).unwrap().0, 401);
+    drop(second);
+
+    // Off: the same restart has no keys and fails closed.
+    let off = [("AUTH_ISSUER", idp.issuer.as_str()), ("AUTH_AUDIENCE", AUDIENCE)];
+    let _third = Running(handler(port, &repo_root(), &off).spawn().unwrap());
+    wait_ready(port);
+    assert_eq!(http_get(port, "/api/api-a", &auth).unwrap().0, 503);
+}
+
+#[test]
+fn two_processes_writing_one_snapshot_folder_never_tear_a_file() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = rt.block_on(Idp::start(&[&key]));
+    let dir = TempDir::new("snapshot-two-writers");
+    let dir_value = dir.0.to_str().unwrap();
+    // Cooldown 0: every unknown kid is a fetch, and every fetch a snapshot write.
+    let env = [
+        ("AUTH_ISSUER", idp.issuer.as_str()),
+        ("AUTH_AUDIENCE", AUDIENCE),
+        ("AUTH_JWKS_SNAPSHOT_DIR", dir_value),
+        ("AUTH_JWKS_COOLDOWN_SECONDS", "0"),
+    ];
+    let ports = [free_port(), free_port()];
+    let _children: Vec<_> =
+        ports.iter().map(|&port| Running(handler(port, &repo_root(), &env).spawn().unwrap())).collect();
+    for &port in &ports {
+        wait_ready(port);
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let reads = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut reads = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = now() as u64;
+                match azfn_auth::auth::snapshot::read(&dir.0, &idp.issuer, None, now, Duration::from_secs(3600)) {
+                    Ok(_) => reads += 1,
+                    Err(azfn_auth::auth::snapshot::Ignored::Missing) => {}
+                    Err(other) => panic!("torn or unreadable snapshot: {other}"),
+                }
+            }
+            reads
+        });
+        let writers: Vec<_> = ports
+            .iter()
+            .map(|&port| {
+                let issuer = idp.issuer.as_str();
+                scope.spawn(move || {
+                    for i in 0..60 {
+                        let random = rsa_key("rsa-a.pem", &format!("unknown-{port}-{i}"));
+                        let auth = format!("Authorization: Bearer {}\r\n", token(&random, &claims(issuer)));
+                        assert_eq!(http_get(port, "/api/api-a", &auth).unwrap().0, 401);
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(reads > 0, "the reader never saw a snapshot");
+    assert!(idp.jwks_hits() >= 100, "each unknown kid should have been a fetch: {}", idp.jwks_hits());
+    // Once the last writes finish (bounded wait), only the snapshot file is left: no temp
+    // files from either writer.
+    let started = Instant::now();
+    let mut names: Vec<_>;
+    loop {
+        names = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        if names.len() == 1 || started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(names.len(), 1, "{names:?}");
 }

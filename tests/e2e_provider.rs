@@ -178,6 +178,8 @@ impl Handler {
             .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "00000000-0000-4000-8000-0000000000e2")
             .env("FUNCTIONS_APP_ROOT_PATH", repo_root())
             .env("AUTH_ISSUER", issuer)
+            // Hermetic: no key set snapshot from an earlier run (tests/binary.rs tests them).
+            .env("AUTH_JWKS_SNAPSHOT_DIR", "off")
             .env("AUTH_AUDIENCE", AUDIENCE)
             .current_dir(repo_root())
             .stdin(Stdio::null())

@@ -2,15 +2,17 @@
 //! rate-limited) when a token names an unknown `kid`, served stale for a bounded time while
 //! the provider is down, then failing closed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::Url;
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use super::keys::{KeyPolicy, KeySet, VerifyingKey, parse_jwks, parse_pem};
+use super::snapshot::{self, Ignored, Snapshot};
 use crate::config::{IssuerConfig, JwksSettings, KeySource, is_acceptable_url};
 
 /// Why no key could be handed out.
@@ -50,10 +52,48 @@ pub enum FetchError {
     NoUsableKeys,
 }
 
+/// Where the keys in use came from, and whether the last refresh worked: the `keys` field
+/// of the decision line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Freshness {
+    /// No keys yet (or a fixed PEM key, which needs no refresh).
+    None = 0,
+    /// The last fetch succeeded.
+    Fresh = 1,
+    /// The last fetch failed; keys from an earlier fetch serve within the stale window.
+    Stale = 2,
+    /// Keys from the on-disk snapshot; no fetch has succeeded in this process yet.
+    Snapshot = 3,
+}
+
+impl Freshness {
+    /// The decision line's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "-",
+            Self::Fresh => "fresh",
+            Self::Stale => "stale",
+            Self::Snapshot => "snapshot",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Fresh,
+            2 => Self::Stale,
+            3 => Self::Snapshot,
+            _ => Self::None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     keys: Arc<KeySet>,
-    last_success: Option<Instant>,
+    /// Until when the current keys may verify tokens (last success + the stale window);
+    /// `None` before any keys were had.
+    valid_until: Option<Instant>,
     last_attempt: Option<Instant>,
     /// Bumped on every fetch attempt; lets waiters see that a fetch happened while they waited.
     generation: u64,
@@ -79,11 +119,39 @@ pub struct KeyStore {
     /// its result instead of starting their own. The wait is bounded by `http_timeout`.
     fetch_lock: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
+    freshness: AtomicU8,
+    snapshots: Option<Arc<SnapshotWriter>>,
 }
 
-/// True while keys last fetched at `last_success` may still verify tokens.
-pub fn keys_usable(last_success: Option<Instant>, now: Instant, max_stale: Duration) -> bool {
-    last_success.is_some_and(|t| now.saturating_duration_since(t) <= max_stale)
+/// Writes key set snapshots off the request path, newest last: a write that lost a race
+/// with a newer fetch's write is skipped rather than overwriting it.
+#[derive(Debug)]
+struct SnapshotWriter {
+    dir: PathBuf,
+    /// Generation of the fetch last written.
+    written: Mutex<u64>,
+    /// Set after the first failed write, so a read-only folder warns once, not every refresh.
+    failed: AtomicBool,
+    /// Set once the folder was swept of temp files left by killed writers.
+    swept: AtomicBool,
+}
+
+/// Temp files older than this are left over from a killed writer (a write takes milliseconds).
+const STALE_TEMP_FILE: Duration = Duration::from_secs(600);
+
+/// True while keys valid until `valid_until` may still verify tokens.
+pub fn keys_usable(valid_until: Option<Instant>, now: Instant) -> bool {
+    valid_until.is_some_and(|t| now <= t)
+}
+
+/// Until when keys fetched `age` ago may serve: the stale window counts from the fetch,
+/// wherever the keys were kept since (memory or a snapshot file).
+pub fn valid_until(now: Instant, age: Duration, max_stale: Duration) -> Instant {
+    now + max_stale.saturating_sub(age)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// True when the cooldown since the last attempt has passed (or there was none).
@@ -120,7 +188,7 @@ impl KeyStore {
     /// A store for `issuer`; remote keys are not fetched until [`KeyStore::refresh`] or a lookup.
     pub fn new(issuer: &IssuerConfig, settings: JwksSettings, client: reqwest::Client) -> Result<Self, String> {
         let policy = KeyPolicy::default();
-        let (source, keys, last_success) = match &issuer.keys {
+        let (source, keys, valid_until) = match &issuer.keys {
             KeySource::StaticPem(pem) => {
                 let key = parse_pem(pem, &policy).map_err(|e| e.to_string())?;
                 (Source::Static, KeySet::new(vec![key]), Some(Instant::now()))
@@ -140,14 +208,83 @@ impl KeyStore {
             client,
             state: RwLock::new(State {
                 keys: Arc::new(keys),
-                last_success,
+                valid_until,
                 last_attempt: None,
                 generation: 0,
                 consecutive_failures: 0,
             }),
             fetch_lock: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(0),
+            freshness: AtomicU8::new(Freshness::None as u8),
+            snapshots: None,
         })
+    }
+
+    /// Keeps the last good key set in `dir` (written after every successful fetch) and
+    /// starts from the snapshot found there, if it is usable: same issuer, same configured
+    /// key set URL, younger than the stale window, and keys that pass every rule keys from
+    /// the network pass. Anything else is ignored with one warning line. Returns the age of
+    /// the snapshot loaded.
+    pub fn with_snapshots(mut self, dir: PathBuf) -> (Self, Option<Duration>) {
+        let loaded = match &self.source {
+            Source::Static => None,
+            Source::Remote { discover, jwks_uri } => {
+                // A discovered URL may change; the snapshot's serves until discovery answers.
+                let configured =
+                    if *discover { None } else { jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone() };
+                self.load_snapshot(&dir, configured.as_ref().map(Url::as_str))
+            }
+        };
+        self.snapshots = Some(Arc::new(SnapshotWriter {
+            dir,
+            written: Mutex::new(0),
+            failed: AtomicBool::new(false),
+            swept: AtomicBool::new(false),
+        }));
+        (self, loaded)
+    }
+
+    fn load_snapshot(&self, dir: &std::path::Path, configured_uri: Option<&str>) -> Option<Duration> {
+        let path = snapshot::path_for(dir, &self.issuer);
+        let ignored = |reason: &dyn std::fmt::Display| {
+            warn!(issuer = %self.issuer, path = %path.display(), reason = %reason, "key set snapshot ignored");
+        };
+        let (snap, age) = match snapshot::read(dir, &self.issuer, configured_uri, unix_now(), self.settings.max_stale) {
+            Ok(found) => found,
+            Err(Ignored::Missing) => {
+                debug!(issuer = %self.issuer, path = %path.display(), "no key set snapshot");
+                return None;
+            }
+            Err(why) => {
+                ignored(&why);
+                return None;
+            }
+        };
+        let keys = match parse_jwks(snap.jwks.as_bytes(), &self.policy) {
+            Ok((keys, _)) if !keys.is_empty() => keys,
+            _ => {
+                ignored(&"no usable signing key in it");
+                return None;
+            }
+        };
+        info!(
+            issuer = %self.issuer,
+            jwks.source = "snapshot",
+            jwks.age_s = age.as_secs(),
+            jwks.keys = keys.len(),
+            jwks.kids = ?keys.kids(),
+            "signing keys loaded from snapshot"
+        );
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.keys = Arc::new(keys);
+        state.valid_until = Some(valid_until(Instant::now(), age, self.settings.max_stale));
+        self.freshness.store(Freshness::Snapshot as u8, Ordering::Relaxed);
+        Some(age)
+    }
+
+    /// Where the keys in use came from and whether the last refresh worked.
+    pub fn freshness(&self) -> Freshness {
+        Freshness::from_u8(self.freshness.load(Ordering::Relaxed))
     }
 
     /// The issuer these keys belong to.
@@ -167,7 +304,7 @@ impl KeyStore {
     }
 
     fn usable(&self, state: &State, now: Instant) -> bool {
-        matches!(self.source, Source::Static) || keys_usable(state.last_success, now, self.settings.max_stale)
+        matches!(self.source, Source::Static) || keys_usable(state.valid_until, now)
     }
 
     /// True when `key` is still in the current, usable key set (for the verified-token cache).
@@ -225,22 +362,32 @@ impl KeyStore {
         state.generation += 1;
         state.last_attempt = Some(Instant::now());
         match result {
-            Ok(keys) => {
+            Ok(Fetched { keys, uri, body }) => {
                 info!(
                     issuer = %self.issuer,
+                    jwks.source = "network",
                     jwks.keys = keys.len(),
                     jwks.kids = ?keys.kids(),
                     duration_ms = started.elapsed().as_millis() as u64,
                     "signing keys loaded"
                 );
                 state.keys = Arc::new(keys);
-                state.last_success = Some(Instant::now());
+                state.valid_until = Some(Instant::now() + self.settings.max_stale);
                 state.consecutive_failures = 0;
+                self.freshness.store(Freshness::Fresh as u8, Ordering::Relaxed);
+                if let Some(writer) = &self.snapshots {
+                    writer
+                        .clone()
+                        .spawn_write(Snapshot::new(&self.issuer, uri.as_str(), unix_now(), body), state.generation);
+                }
                 true
             }
             Err(error) => {
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                let serving_stale = keys_usable(state.last_success, Instant::now(), self.settings.max_stale);
+                let serving_stale = keys_usable(state.valid_until, Instant::now());
+                if serving_stale && self.freshness() == Freshness::Fresh {
+                    self.freshness.store(Freshness::Stale as u8, Ordering::Relaxed);
+                }
                 warn!(
                     issuer = %self.issuer,
                     error = %error,
@@ -253,7 +400,7 @@ impl KeyStore {
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, FetchError> {
+    async fn fetch(&self) -> Result<Fetched, FetchError> {
         let Source::Remote { discover, jwks_uri } = &self.source else {
             return Err(FetchError::NoUsableKeys);
         };
@@ -267,7 +414,7 @@ impl KeyStore {
             }
             None => return Err(FetchError::NoUsableKeys),
         };
-        let body = match self.get(uri).await {
+        let body = match self.get(uri.clone()).await {
             Ok(body) => body,
             Err(error) => {
                 // The provider may have moved its key set: discover again next time.
@@ -284,7 +431,9 @@ impl KeyStore {
         if keys.is_empty() {
             return Err(FetchError::NoUsableKeys);
         }
-        Ok(keys)
+        // The body is UTF-8: it parsed as JSON.
+        let body = String::from_utf8(body).map_err(|_| FetchError::Malformed("key set"))?;
+        Ok(Fetched { keys, uri, body })
     }
 
     async fn discover(&self) -> Result<Url, FetchError> {
@@ -349,6 +498,39 @@ impl KeyStore {
     }
 }
 
+/// A successful key set fetch: the keys, where they came from, the document as served.
+struct Fetched {
+    keys: KeySet,
+    uri: Url,
+    body: String,
+}
+
+impl SnapshotWriter {
+    /// Writes `snapshot` of fetch `generation` on a blocking thread (file I/O never runs on
+    /// the async workers that serve requests).
+    fn spawn_write(self: Arc<Self>, snapshot: Snapshot, generation: u64) {
+        tokio::task::spawn_blocking(move || {
+            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.swept.swap(true, Ordering::Relaxed) {
+                snapshot::sweep_temp_files(&self.dir, STALE_TEMP_FILE);
+            }
+            if *written > generation {
+                return;
+            }
+            match snapshot::write(&self.dir, &snapshot) {
+                Ok(path) => {
+                    *written = generation;
+                    debug!(issuer = %snapshot.issuer, path = %path.display(), "key set snapshot written");
+                }
+                Err(error) if !self.failed.swap(true, Ordering::Relaxed) => {
+                    warn!(issuer = %snapshot.issuer, dir = %self.dir.display(), error = %error, "key set snapshot not written");
+                }
+                Err(_) => {}
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,9 +539,22 @@ mod tests {
     fn keys_serve_until_the_stale_window_ends() {
         let t0 = Instant::now();
         let window = Duration::from_secs(100);
-        assert!(!keys_usable(None, t0, window));
-        assert!(keys_usable(Some(t0), t0 + Duration::from_secs(100), window));
-        assert!(!keys_usable(Some(t0), t0 + Duration::from_secs(101), window));
+        assert!(!keys_usable(None, t0));
+        let until = valid_until(t0, Duration::ZERO, window);
+        assert!(keys_usable(Some(until), t0 + Duration::from_secs(100)));
+        assert!(!keys_usable(Some(until), t0 + Duration::from_secs(101)));
+    }
+
+    #[test]
+    fn snapshot_keys_serve_only_what_is_left_of_the_stale_window() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(100);
+        // Fetched 70 s before this process loaded it: 30 s of service left.
+        let until = valid_until(t0, Duration::from_secs(70), window);
+        assert!(keys_usable(Some(until), t0 + Duration::from_secs(30)));
+        assert!(!keys_usable(Some(until), t0 + Duration::from_secs(31)));
+        // Older than the window: not usable at all.
+        assert!(!keys_usable(Some(valid_until(t0, Duration::from_secs(101), window)), t0 + Duration::from_secs(1)));
     }
 
     #[test]

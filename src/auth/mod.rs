@@ -46,14 +46,22 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the key stores (one HTTP client shared by all); nothing is fetched yet.
+    /// Builds the key stores (one HTTP client shared by all) and loads usable key set
+    /// snapshots from disk; nothing is fetched yet.
     pub fn new(config: &AuthConfig) -> Result<Self, String> {
         let client = keystore::http_client(&config.jwks);
+        let snapshots = snapshot::resolve(&config.snapshots);
         let issuers = config
             .issuers
             .iter()
-            .map(|issuer| KeyStore::new(issuer, config.jwks, client.clone()).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|issuer| {
+                let store = KeyStore::new(issuer, config.jwks, client.clone())?;
+                Ok(Arc::new(match &snapshots {
+                    Some(dir) => store.with_snapshots(dir.clone()).0,
+                    None => store,
+                }))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             issuers,
             audiences: config
@@ -87,6 +95,12 @@ impl Authenticator {
     /// The configured issuers, in configuration order.
     pub fn issuers(&self) -> impl Iterator<Item = &str> {
         self.issuers.iter().map(|s| s.issuer())
+    }
+
+    /// Where `issuer`'s keys came from and whether its last refresh worked (the decision
+    /// line's `keys` field).
+    pub fn key_freshness(&self, issuer: &str) -> keystore::Freshness {
+        self.issuers.iter().find(|s| s.issuer() == issuer).map_or(keystore::Freshness::None, |s| s.freshness())
     }
 
     /// Number of verified tokens currently cached.

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::config::SnapshotDir;
 
 /// Format version written into every file; other versions are ignored.
 const VERSION: u32 = 1;
@@ -118,6 +121,110 @@ pub fn write(dir: &Path, snapshot: &Snapshot) -> std::io::Result<PathBuf> {
         let _ = std::fs::remove_file(&temp);
     }
     result.map(|()| target)
+}
+
+/// The folder snapshots live in for `setting`, created when missing; `None` when snapshots
+/// are off or no trustworthy folder can be had (one warning line says why).
+///
+/// A configured folder is used as given (its permissions are the operator's). The App
+/// Service default must accept a write, else the OS temp dir is used. The temp dir is
+/// shared by every local user, so there the folder is per user and, on Unix, must be
+/// owned by this user and closed to others: a snapshot planted by someone else would be
+/// trusted as signing keys.
+pub fn resolve(setting: &SnapshotDir) -> Option<PathBuf> {
+    let warn_unusable = |dir: &Path, why: &dyn std::fmt::Display| {
+        warn!(dir = %dir.display(), error = %why, "key set snapshot folder unusable; snapshots off");
+    };
+    match setting {
+        SnapshotDir::Off => None,
+        SnapshotDir::Dir(dir) => match create_private_dir(dir) {
+            Ok(()) => Some(dir.clone()),
+            Err(e) => {
+                warn_unusable(dir, &e);
+                None
+            }
+        },
+        SnapshotDir::Default { app_service } => {
+            if let Some(dir) = app_service {
+                match create_private_dir(dir).and_then(|()| probe_write(dir)) {
+                    Ok(()) => return Some(dir.clone()),
+                    Err(e) => warn!(
+                        dir = %dir.display(),
+                        error = %e,
+                        "app storage not writable; key set snapshots go to the temp dir"
+                    ),
+                }
+            }
+            let dir = match private_temp_dir() {
+                Ok(dir) => dir,
+                Err(e) => {
+                    warn_unusable(&std::env::temp_dir(), &e);
+                    return None;
+                }
+            };
+            match create_private_dir(&dir).and_then(|()| check_private(&dir)) {
+                Ok(()) => Some(dir),
+                Err(e) => {
+                    warn_unusable(&dir, &e);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Creates and removes a file in `dir`: a folder can exist and still refuse writes.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".probe.{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&probe)?;
+    std::fs::remove_file(probe)
+}
+
+/// `<temp>/azfn-auth-<uid>` on Unix (the uid read from `/proc/self`), `<temp>/azfn-auth`
+/// elsewhere (Windows' temp dir is already per user).
+fn private_temp_dir() -> std::io::Result<PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self")?.uid();
+        Ok(std::env::temp_dir().join(format!("azfn-auth-{uid}")))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(std::env::temp_dir().join("azfn-auth"))
+    }
+}
+
+/// On Unix: `dir` is owned by this process's user and neither group nor others may
+/// write into it (it may have been created by someone else before us).
+fn check_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self")?.uid();
+        let meta = std::fs::symlink_metadata(dir)?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Removes temp files older than `older_than` that writers killed mid-write (the host kills
+/// workers with SIGKILL) left in `dir`; younger ones may belong to a write in progress.
+pub fn sweep_temp_files(dir: &Path, older_than: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let old =
+            || entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > older_than));
+        if name.starts_with(".jwks-") && name.ends_with(".tmp") && old() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -237,6 +344,19 @@ mod tests {
         assert!(matches!(read(&dir.0, ISSUER, None, 1_000, DAY), Err(Ignored::OtherIssuer)));
         std::fs::write(path_for(&dir.0, ISSUER), b"{\"version\":1,\"issuer\":").unwrap();
         assert!(matches!(read(&dir.0, ISSUER, None, 1_000, DAY), Err(Ignored::Corrupt)));
+    }
+
+    #[test]
+    fn sweeping_removes_only_old_temp_files() {
+        let dir = TempDir::new("sweep");
+        write(&dir.0, &snap(1)).unwrap();
+        let leftover = dir.0.join(".jwks-0123.json.99.0.tmp");
+        std::fs::write(&leftover, b"{").unwrap();
+        sweep_temp_files(&dir.0, Duration::from_secs(3600));
+        assert!(leftover.exists(), "a young temp file may be a write in progress");
+        sweep_temp_files(&dir.0, Duration::ZERO);
+        assert!(!leftover.exists());
+        assert!(path_for(&dir.0, ISSUER).exists(), "the snapshot itself stays");
     }
 
     #[test]
