@@ -2,7 +2,8 @@
 //!
 //! `bearer` reads the header, `keys`/`keystore` own signing keys, `claims` is what handlers
 //! see, `cache` remembers verified tokens, and [`Authenticator::verify`] is the one place
-//! where a token is judged.
+//! where a token is judged. `policy` (with `step_up` for RFC 9470) then applies each
+//! function's `auth.json` to the verified claims.
 
 pub mod bearer;
 pub mod cache;
