@@ -231,6 +231,33 @@ mod tests {
         assert_eq!(shortfall(&p, json!({"acr": "hwk", "auth_time": NOW})), None);
     }
 
+    /// Every combination of extreme clocks, login times, ages and skews: no overflow (tests
+    /// run with overflow checks), and whatever passes really is within the bounds.
+    #[test]
+    fn extreme_clocks_never_overflow_and_acceptance_means_within_bounds() {
+        let nows = [i64::MIN, -1, 0, NOW, i64::MAX - 1, i64::MAX];
+        for now in nows {
+            let mut times: Vec<Value> = nows.iter().map(|t| json!(t)).collect();
+            times.extend([json!(u64::MAX), json!(-1.0e300), json!(1.0e300), json!(now.saturating_sub(1))]);
+            for max_age in [0, 1, 300, MAX_AGE_LIMIT_SECS] {
+                for skew in [0, 30, 300] {
+                    let p = policy(&[], Some(max_age));
+                    for auth_time in &times {
+                        let raw = json!({ "auth_time": auth_time });
+                        if p.check(&claims(raw.clone()), now, skew).is_ok() {
+                            let at = claims(raw).auth_time().unwrap();
+                            assert!(at <= now.saturating_add(skew), "future login passed: {at} at {now}");
+                            assert!(
+                                i128::from(now) - i128::from(at) <= i128::from(max_age) + i128::from(skew),
+                                "old login passed: {at} at {now}, maxAge {max_age}, skew {skew}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn start_up_validation_names_the_field() {
         let acr = |values: &[&str]| StepUpPolicy::new(Some(values.iter().map(|s| (*s).to_owned()).collect()), None);
