@@ -555,3 +555,19 @@ async fn step_up_values_are_validated_at_start_up_naming_file_and_field() {
         assert!(err.contains("api-a/auth.json") && err.contains(field), "{policy}: {err}");
     }
 }
+
+#[tokio::test]
+async fn max_age_applies_to_a_token_already_in_the_cache() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("step-up-cache");
+    root.function("api-a", None).function("api-b", Some(json!({"maxAge": 300})));
+    let state = build(root.path(), auth_config(&idp.issuer)).unwrap();
+    let router = app(state.clone());
+    let mut c = claims(&idp.issuer);
+    c["auth_time"] = json!(now() - 3600);
+    let old_login = token(&key, &c);
+    assert_ok(&call(&router, "/api/api-a", Some(&old_login)).await);
+    assert_eq!(state.auth.cached_tokens(), 1);
+    assert_step_up(&call(&router, "/api/api-b", Some(&old_login)).await, r#", max_age="300""#);
+}
