@@ -274,7 +274,7 @@ pub async fn run_function(
             Ok(claims) => claims,
             Err(error) => return deny(state, &spec.name, error, None, started, logs),
         };
-        if let Err(error) = spec.policy.check(&claims) {
+        if let Err(error) = spec.policy.check(&claims, crate::auth::unix_now(), state.auth.clock_skew()) {
             return deny(state, &spec.name, error, Some(&claims), started, logs);
         }
         Some(claims)

@@ -11,7 +11,7 @@
 //! | `AUTH_JWKS_URI` | from the issuer | key set URL override (single issuer only) |
 //! | `AUTH_PUBLIC_KEY` | – | PEM certificate or public key used instead of a key set (single issuer only) |
 //! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA) |
-//! | `AUTH_CLOCK_SKEW_SECONDS` | `30` | leeway for `exp`, `nbf`, `iat` (0–300) |
+//! | `AUTH_CLOCK_SKEW_SECONDS` | `30` | leeway for `exp`, `nbf`, `iat` (0–300), and `auth_time` under a function's `maxAge` |
 //! | `AUTH_REALM` | `api` | realm in `WWW-Authenticate` challenges |
 //! | `AUTH_MAX_TOKEN_BYTES` | `8192` | longest bearer token read; longer ones are rejected unparsed |
 //! | `AUTH_JWKS_REFRESH_SECONDS` | `600` | background key set refresh period |

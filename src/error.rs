@@ -23,6 +23,9 @@ pub enum AuthError {
     },
     /// No signing keys can be obtained, so no token can be checked.
     KeysUnavailable,
+    /// The token is valid but the login behind it is too weak or too old for this function
+    /// (RFC 9470): a new login meeting the demand cures it.
+    InsufficientUserAuthentication(StepUp),
 }
 
 impl fmt::Display for AuthError {
@@ -30,6 +33,7 @@ impl fmt::Display for AuthError {
         match self {
             Self::InvalidRequest(_) => write!(f, "malformed authorization header: {}", self.reason()),
             Self::InvalidToken(_) => write!(f, "invalid token: {}", self.reason()),
+            Self::InsufficientUserAuthentication(_) => write!(f, "insufficient user authentication: {}", self.reason()),
             _ => f.write_str(self.reason()),
         }
     }
@@ -104,6 +108,9 @@ pub enum TokenRejection {
     /// A `cnf` (sender-constraint) member this request does not prove: accepting it as a
     /// plain bearer token would let a stolen bound token work from anywhere.
     UnverifiedBinding,
+    /// `auth_time` in the future (beyond the skew), on a function with `maxAge`: no login
+    /// happens later than now, so the token is defective, not merely old.
+    AuthenticatedInFuture,
 }
 
 impl TokenRejection {
@@ -128,6 +135,46 @@ impl TokenRejection {
             Self::NotYetValid => "not yet valid",
             Self::IssuedInFuture => "issued in the future",
             Self::UnverifiedBinding => "sender-constrained token without proof",
+            Self::AuthenticatedInFuture => "auth_time in the future",
+        }
+    }
+}
+
+/// A step-up demand (RFC 9470 §3): why the login behind a valid token falls short, and
+/// everything the function requires of a login, so one new login satisfies it all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUp {
+    /// Why, for the decision log (never sent to the client).
+    pub shortfall: Shortfall,
+    /// Acceptable `acr` values, space-separated (the `acr_values` attribute); empty when the
+    /// function names none. Validated at start-up: no quotes or backslashes.
+    pub acr_values: std::sync::Arc<str>,
+    /// Greatest login age in seconds (the `max_age` attribute), when the function sets one.
+    pub max_age: Option<u64>,
+}
+
+/// How a login falls short of a function's step-up demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
+pub enum Shortfall {
+    /// No `acr` claim, on a function with `acrValues`.
+    MissingAcr,
+    /// An `acr` that is not one of the function's `acrValues`.
+    AcrNotAccepted,
+    /// No `auth_time` claim, on a function with `maxAge`.
+    MissingAuthTime,
+    /// The login is older than `maxAge` (plus the skew).
+    AuthenticationTooOld,
+}
+
+impl Shortfall {
+    /// A short fixed description, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::MissingAcr => "acr missing",
+            Self::AcrNotAccepted => "acr not accepted",
+            Self::MissingAuthTime => "auth_time missing",
+            Self::AuthenticationTooOld => "authentication too old",
         }
     }
 }
@@ -145,7 +192,8 @@ pub struct ChallengeContext {
 
 /// Every fixed `WWW-Authenticate` value of one configuration, built once at start-up so a
 /// refused request copies a header instead of formatting and validating one. Only
-/// `insufficient_scope` with a scope list (per function) is built per request.
+/// `insufficient_scope` with a scope list and step-up demands (per function) are built per
+/// request.
 #[derive(Debug, Clone)]
 pub struct Challenges {
     context: ChallengeContext,
@@ -185,9 +233,9 @@ impl Challenges {
             AuthError::InvalidToken(TokenRejection::Expired) => self.expired.clone(),
             AuthError::InvalidToken(_) => self.invalid_token.clone(),
             AuthError::InsufficientScope { scope } if scope.is_empty() => self.no_scope.clone(),
-            AuthError::InsufficientScope { .. } | AuthError::KeysUnavailable => {
-                header_value(error.challenge(&self.context))
-            }
+            AuthError::InsufficientScope { .. }
+            | AuthError::KeysUnavailable
+            | AuthError::InsufficientUserAuthentication(_) => header_value(error.challenge(&self.context)),
         }
     }
 }
@@ -196,6 +244,25 @@ impl Challenges {
 /// invalid one means no challenge rather than a panic).
 fn header_value(text: Option<String>) -> Option<HeaderValue> {
     text.and_then(|text| HeaderValue::from_maybe_shared(axum::body::Bytes::from(text)).ok())
+}
+
+/// Body and `error_description` of a step-up demand: one text for every shortfall, so the
+/// answer says what to do (log in again) without telling which check failed.
+pub const STEP_UP_TEXT: &str = "A stronger or more recent authentication is required";
+
+impl StepUp {
+    /// The RFC 9470 §3 attributes: `, acr_values="a b"` and/or `, max_age="N"` (quoted, as
+    /// in the RFC's examples). Scheme-independent, so any challenge scheme can carry them.
+    pub fn attributes(&self) -> String {
+        let mut attributes = String::new();
+        if !self.acr_values.is_empty() {
+            attributes.push_str(&format!(r#", acr_values="{}""#, self.acr_values));
+        }
+        if let Some(max_age) = self.max_age {
+            attributes.push_str(&format!(r#", max_age="{max_age}""#));
+        }
+        attributes
+    }
 }
 
 /// Body sent when no token was presented (the text Auth0's Node middleware uses).
@@ -211,13 +278,16 @@ impl AuthError {
             Self::InvalidToken(rejection) => rejection.reason(),
             Self::InsufficientScope { .. } => "insufficient scope",
             Self::KeysUnavailable => "signing keys unavailable",
+            Self::InsufficientUserAuthentication(step_up) => step_up.shortfall.reason(),
         }
     }
 
     /// HTTP status for this failure.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken(_) | Self::InsufficientUserAuthentication(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -232,6 +302,7 @@ impl AuthError {
             Self::InvalidToken(_) => "The access token is invalid",
             Self::InsufficientScope { .. } => "The access token does not grant access to this function",
             Self::KeysUnavailable => "Token signing keys are temporarily unavailable; retry later",
+            Self::InsufficientUserAuthentication(_) => STEP_UP_TEXT,
         }
     }
 
@@ -257,6 +328,9 @@ impl AuthError {
                 self.client_text()
             )),
             Self::KeysUnavailable => None,
+            Self::InsufficientUserAuthentication(step_up) => {
+                Some(with_error("insufficient_user_authentication") + &step_up.attributes())
+            }
         }
     }
 
@@ -373,6 +447,7 @@ mod tests {
             AuthError::InsufficientScope { scope: String::new() },
             AuthError::InsufficientScope { scope: "read:a".into() },
             AuthError::KeysUnavailable,
+            AuthError::InsufficientUserAuthentication(step_up(Some(60))),
         ];
         for metadata in [None, Some("https://app.example/.well-known/oauth-protected-resource".to_owned())] {
             let context = ChallengeContext { realm: "api".into(), retry_after_secs: 0, resource_metadata: metadata };
@@ -385,6 +460,46 @@ mod tests {
             let response = AuthError::KeysUnavailable.into_response(&challenges);
             assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         }
+    }
+
+    fn step_up(max_age: Option<u64>) -> StepUp {
+        StepUp { shortfall: Shortfall::AcrNotAccepted, acr_values: "mfa hwk".into(), max_age }
+    }
+
+    #[test]
+    fn step_up_is_401_insufficient_user_authentication_with_acr_values_and_max_age() {
+        let (status, challenge, retry) = answer(AuthError::InsufficientUserAuthentication(step_up(Some(300))));
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenge.as_deref(),
+            Some(concat!(
+                r#"Bearer realm="api", error="insufficient_user_authentication", "#,
+                r#"error_description="A stronger or more recent authentication is required", "#,
+                r#"acr_values="mfa hwk", max_age="300""#
+            ))
+        );
+        assert_eq!(retry, None);
+    }
+
+    #[test]
+    fn step_up_names_only_the_requirements_the_function_has() {
+        let (_, only_acr, _) = answer(AuthError::InsufficientUserAuthentication(step_up(None)));
+        assert!(only_acr.unwrap().ends_with(r#"required", acr_values="mfa hwk""#));
+        let only_age = StepUp { shortfall: Shortfall::AuthenticationTooOld, acr_values: "".into(), max_age: Some(0) };
+        let (_, challenge, _) = answer(AuthError::InsufficientUserAuthentication(only_age));
+        let challenge = challenge.unwrap();
+        assert!(challenge.ends_with(r#"required", max_age="0""#), "{challenge}");
+        assert!(!challenge.contains("acr_values"), "{challenge}");
+    }
+
+    #[test]
+    fn step_up_reason_is_logged_but_not_sent() {
+        let error = AuthError::InsufficientUserAuthentication(step_up(None));
+        assert_eq!(error.reason(), "acr not accepted");
+        assert_eq!(error.to_string(), "insufficient user authentication: acr not accepted");
+        assert_eq!(AuthError::InvalidToken(TokenRejection::AuthenticatedInFuture).reason(), "auth_time in the future");
+        let context = ChallengeContext { realm: "api".into(), retry_after_secs: 30, resource_metadata: None };
+        assert!(!error.challenge(&context).unwrap().contains("not accepted"));
     }
 
     #[test]

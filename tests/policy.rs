@@ -360,3 +360,214 @@ async fn resource_metadata_is_reachable_through_a_function_route() {
         challenge.challenge()
     );
 }
+
+// ---- RFC 9470 step-up: acrValues and maxAge ----
+
+/// Auth0's `acr` for a login with multi-factor authentication.
+const MFA: &str = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
+const STEP_UP_TEXT: &str = "A stronger or more recent authentication is required";
+
+fn assert_step_up(answer: &Answer, attributes: &str) {
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "body: {}", answer.body);
+    let expected = format!(
+        r#"Bearer realm="api", error="insufficient_user_authentication", error_description="{STEP_UP_TEXT}"{attributes}"#
+    );
+    assert_eq!(answer.challenge(), Some(expected.as_str()));
+    assert_eq!(answer.body, STEP_UP_TEXT);
+}
+
+fn assert_invalid_token_answer(answer: &Answer) {
+    assert_invalid_token(answer);
+    assert_eq!(answer.body, "The access token is invalid");
+}
+
+fn mfa_policy() -> Value {
+    json!({"acrValues": [MFA, "phr"]})
+}
+
+const MFA_ATTRIBUTES: &str = r#", acr_values="http://schemas.openid.net/pape/policies/2007/06/multi-factor phr""#;
+
+#[tokio::test]
+async fn acr_in_acr_values_is_accepted() {
+    assert_eq!(one_policy(mfa_policy(), |c| c["acr"] = json!(MFA)).await.status, StatusCode::OK);
+    assert_eq!(one_policy(mfa_policy(), |c| c["acr"] = json!("phr")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn acr_not_in_acr_values_is_401_insufficient_user_authentication() {
+    let answer = one_policy(mfa_policy(), |c| c["acr"] = json!("urn:password-only")).await;
+    assert_step_up(&answer, MFA_ATTRIBUTES);
+    assert!(!answer.challenge().unwrap().contains("password-only"), "the token's acr is echoed");
+}
+
+#[tokio::test]
+async fn missing_acr_is_401_insufficient_user_authentication() {
+    assert_step_up(&one_policy(mfa_policy(), |_| {}).await, MFA_ATTRIBUTES);
+}
+
+#[tokio::test]
+async fn acr_of_the_wrong_type_is_401_invalid_token() {
+    assert_invalid_token_answer(&one_policy(mfa_policy(), |c| c["acr"] = json!([MFA])).await);
+    assert_invalid_token_answer(&one_policy(json!({"acrValues": ["2"]}), |c| c["acr"] = json!(2)).await);
+}
+
+#[tokio::test]
+async fn recent_login_within_max_age_is_accepted() {
+    let answer = one_policy(json!({"maxAge": 300}), |c| c["auth_time"] = json!(now() - 200)).await;
+    assert_eq!(answer.status, StatusCode::OK, "body: {}", answer.body);
+}
+
+#[tokio::test]
+async fn login_older_than_max_age_is_401_with_max_age() {
+    // Older than maxAge plus the default 30 s skew.
+    let answer = one_policy(json!({"maxAge": 300}), |c| c["auth_time"] = json!(now() - 400)).await;
+    assert_step_up(&answer, r#", max_age="300""#);
+}
+
+#[tokio::test]
+async fn missing_auth_time_is_401_with_max_age() {
+    assert_step_up(&one_policy(json!({"maxAge": 300}), |_| {}).await, r#", max_age="300""#);
+}
+
+#[tokio::test]
+async fn auth_time_in_the_future_is_401_invalid_token() {
+    let answer = one_policy(json!({"maxAge": 300}), |c| c["auth_time"] = json!(now() + 3600)).await;
+    assert_invalid_token_answer(&answer);
+}
+
+#[tokio::test]
+async fn auth_time_of_the_wrong_type_is_401_invalid_token() {
+    let answer = one_policy(json!({"maxAge": 300}), |c| c["auth_time"] = json!(now().to_string())).await;
+    assert_invalid_token_answer(&answer);
+}
+
+#[tokio::test]
+async fn acr_values_and_max_age_together_challenge_with_both() {
+    let policy = json!({"acrValues": [MFA, "phr"], "maxAge": 60});
+    let both = format!(r#"{MFA_ATTRIBUTES}, max_age="60""#);
+    // Strong but old, and recent but weak: either way the demand names both requirements.
+    assert_step_up(&one_policy(policy.clone(), |c| c["acr"] = json!(MFA)).await, &both);
+    assert_step_up(&one_policy(policy.clone(), |c| c["auth_time"] = json!(now())).await, &both);
+    let answer = one_policy(policy, |c| {
+        c["acr"] = json!(MFA);
+        c["auth_time"] = json!(now() - 5);
+    })
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "body: {}", answer.body);
+}
+
+#[tokio::test]
+async fn step_up_is_asked_before_missing_scopes_are_named() {
+    let policy = json!({"acrValues": [MFA], "scopes": {"all": ["write:b"]}});
+    let weak = one_policy(policy.clone(), |_| {}).await;
+    assert_step_up(&weak, &format!(r#", acr_values="{MFA}""#));
+    assert_forbidden(&one_policy(policy, |c| c["acr"] = json!(MFA)).await, Some("write:b"));
+}
+
+#[tokio::test]
+async fn functions_without_step_up_ignore_acr_and_auth_time() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("step-up-others");
+    root.function("api-a", None)
+        .function("api-b", Some(json!({"acrValues": [MFA], "maxAge": 60})))
+        .function("public", Some(json!({"anonymous": true})));
+    let router = app(build(root.path(), auth_config(&idp.issuer)).unwrap());
+    let answer = call(&router, "/api/public", None).await;
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "anonymous"));
+    let mut odd = claims(&idp.issuer);
+    odd["acr"] = json!(1);
+    odd["auth_time"] = json!("yesterday");
+    assert_ok(&call(&router, "/api/api-a", Some(&token(&key, &odd))).await);
+    assert_invalid_token_answer(&call(&router, "/api/api-b", Some(&token(&key, &odd))).await);
+    // No token at all on a step-up function is the ordinary bare challenge.
+    let answer = call(&router, "/api/api-b", None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.challenge(), Some(r#"Bearer realm="api""#));
+}
+
+#[tokio::test]
+async fn handlers_read_acr_and_auth_time_from_claims() {
+    async fn login(claims: Claims) -> String {
+        format!("acr={} auth_time={}", claims.acr().unwrap_or("-"), claims.auth_time().unwrap_or(-1))
+    }
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("step-up-claims");
+    root.function("api-b", Some(json!({"acrValues": [MFA], "maxAge": 60})));
+    let functions = azfn_auth::functions::builtin().function("api-b", login);
+    let layout = AppLayout::load(root.path()).unwrap();
+    let state =
+        AppState::with_functions(Authenticator::new(&auth_config(&idp.issuer)).unwrap(), layout, functions, 1 << 20);
+    let router = app(Arc::new(state.unwrap()));
+    let auth_time = now() - 10;
+    let mut c = claims(&idp.issuer);
+    c["acr"] = json!(MFA);
+    c["auth_time"] = json!(auth_time);
+    let answer = call(&router, "/api/api-b", Some(&token(&key, &c))).await;
+    assert_eq!(answer.status, StatusCode::OK, "body: {}", answer.body);
+    assert_eq!(answer.body, format!("acr={MFA} auth_time={auth_time}"));
+}
+
+#[tokio::test]
+async fn step_up_decision_is_logged_with_its_reason() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("step-up-log");
+    root.function("api-b", Some(json!({"maxAge": 300})));
+    let mut layout = AppLayout::load(root.path()).unwrap();
+    layout.mode = HostMode::Invocation;
+    let state =
+        AppState::with_functions(Authenticator::new(&auth_config(&idp.issuer)).unwrap(), layout, registry(), 1 << 20);
+    let router = app(Arc::new(state.unwrap()));
+    let mut c = claims(&idp.issuer);
+    c["auth_time"] = json!(now() - 3600);
+    let envelope = json!({"Data": {"req": {
+        "Url": "https://app/api/api-b", "Method": "GET",
+        "Headers": {"Authorization": [format!("Bearer {}", token(&key, &c))]}
+    }}, "Metadata": {}});
+    let request = Request::post("/api-b").body(Body::from(envelope.to_string())).unwrap();
+    let result: Value = serde_json::from_str(&send(&router, request).await.body).unwrap();
+    let res = &result["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 401);
+    assert_eq!(res["body"], STEP_UP_TEXT);
+    assert!(res["headers"]["www-authenticate"].as_str().unwrap().ends_with(r#", max_age="300""#));
+    assert_eq!(
+        result["Logs"],
+        json!([
+            "auth decision: function=api-b outcome=denied status=401 reason=authentication too old client_id=test-client sub=test-client@clients"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn step_up_values_are_validated_at_start_up_naming_file_and_field() {
+    let root = AppRoot::new("bad-step-up");
+    for (policy, field) in [
+        (json!({"acrValues": ["multi factor"]}), "acrValues"),
+        (json!({"acrValues": []}), "acrValues"),
+        (json!({"maxAge": -5}), "maxAge"),
+        (json!({"maxAge": 31_536_001}), "maxAge"),
+        (json!({"maxAge": "300"}), "invalid type"),
+    ] {
+        root.function("api-a", Some(policy.clone()));
+        let err = AppLayout::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("api-a/auth.json") && err.contains(field), "{policy}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn max_age_applies_to_a_token_already_in_the_cache() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("step-up-cache");
+    root.function("api-a", None).function("api-b", Some(json!({"maxAge": 300})));
+    let state = build(root.path(), auth_config(&idp.issuer)).unwrap();
+    let router = app(state.clone());
+    let mut c = claims(&idp.issuer);
+    c["auth_time"] = json!(now() - 3600);
+    let old_login = token(&key, &c);
+    assert_ok(&call(&router, "/api/api-a", Some(&old_login)).await);
+    assert_eq!(state.auth.cached_tokens(), 1);
+    assert_step_up(&call(&router, "/api/api-b", Some(&old_login)).await, r#", max_age="300""#);
+}

@@ -92,6 +92,17 @@ impl Claims {
         &self.permissions
     }
 
+    /// `acr`: the authentication context class the login satisfied, when it is a string.
+    pub fn acr(&self) -> Option<&str> {
+        self.raw.get("acr").and_then(Value::as_str)
+    }
+
+    /// `auth_time`: when the user logged in (seconds since the Unix epoch), when it is a
+    /// number. Functions with `maxAge` in `auth.json` have it checked before they run.
+    pub fn auth_time(&self) -> Option<i64> {
+        super::token::numeric_date(self.raw.get("auth_time")).ok().flatten()
+    }
+
     /// Every claim, as sent.
     pub fn raw(&self) -> &Map<String, Value> {
         &self.raw
@@ -126,5 +137,14 @@ mod tests {
         assert_eq!(c.client_id(), Some("x"));
         assert!(c.is_client_credentials());
         assert!(!claims(json!({})).is_client_credentials());
+    }
+
+    #[test]
+    fn acr_and_auth_time_are_typed_and_never_coerced() {
+        let c = claims(json!({"acr": "mfa", "auth_time": 1_700_000_000}));
+        assert_eq!((c.acr(), c.auth_time()), (Some("mfa"), Some(1_700_000_000)));
+        let wrong = claims(json!({"acr": 2, "auth_time": "1700000000"}));
+        assert_eq!((wrong.acr(), wrong.auth_time()), (None, None));
+        assert_eq!(claims(json!({})).auth_time(), None);
     }
 }

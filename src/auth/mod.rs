@@ -2,7 +2,8 @@
 //!
 //! `bearer` reads the header, `keys`/`keystore` own signing keys, `claims` is what handlers
 //! see, `cache` remembers verified tokens, and [`Authenticator::verify`] is the one place
-//! where a token is judged.
+//! where a token is judged. `policy` (with `step_up` for RFC 9470) then applies each
+//! function's `auth.json` to the verified claims.
 
 pub mod bearer;
 pub mod cache;
@@ -11,6 +12,7 @@ pub mod keys;
 pub mod keystore;
 pub mod policy;
 pub mod snapshot;
+pub mod step_up;
 pub mod token;
 pub mod verify;
 
@@ -108,6 +110,12 @@ impl Authenticator {
         self.cache.len()
     }
 
+    /// Leeway in seconds for time claims (`AUTH_CLOCK_SKEW_SECONDS`), also applied to the
+    /// per-function `maxAge` check.
+    pub fn clock_skew(&self) -> i64 {
+        self.skew
+    }
+
     /// The resource identifier for RFC 9728 metadata, when configured.
     pub fn resource(&self) -> Option<&reqwest::Url> {
         self.resource.as_ref()
@@ -181,6 +189,7 @@ impl Authenticator {
     }
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

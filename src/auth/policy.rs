@@ -8,14 +8,18 @@
 //!   "permissions": { "all": ["read:orders"] },
 //!   "clients": ["m2m-client-id"],
 //!   "allowClientCredentials": true,
-//!   "issuers": ["https://my-tenant.eu.auth0.com/"]
+//!   "issuers": ["https://my-tenant.eu.auth0.com/"],
+//!   "acrValues": ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"],
+//!   "maxAge": 300
 //! }
 //! ```
-//! or `{ "anonymous": true }`. A missing file means "any valid token".
+//! or `{ "anonymous": true }`. A missing file means "any valid token". `acrValues` and
+//! `maxAge` are RFC 9470 step-up demands, checked in [`super::step_up`].
 
 use serde::Deserialize;
 
 use super::Claims;
+use super::step_up::StepUpPolicy;
 use crate::error::{AuthError, TokenRejection};
 
 /// Required values: every one of `all`, and at least one of `any` (when non-empty).
@@ -67,6 +71,11 @@ struct PolicyDoc {
     allow_client_credentials: Option<bool>,
     #[serde(default)]
     issuers: Option<Vec<String>>,
+    #[serde(default)]
+    acr_values: Option<Vec<String>>,
+    /// A raw number, so that `-1` or `1.5` are refused with the field's name, not coerced.
+    #[serde(default)]
+    max_age: Option<serde_json::Number>,
 }
 
 /// What a function requires of its callers.
@@ -94,6 +103,8 @@ pub struct TokenPolicy {
     pub allow_client_credentials: bool,
     /// Issuers accepted for this function; `None` accepts every configured issuer.
     pub issuers: Option<Vec<String>>,
+    /// RFC 9470 demands on the login behind the token (`acrValues`, `maxAge`).
+    pub step_up: StepUpPolicy,
 }
 
 impl Policy {
@@ -105,9 +116,11 @@ impl Policy {
                 || !doc.permissions.is_empty()
                 || doc.clients.is_some()
                 || doc.allow_client_credentials.is_some()
-                || doc.issuers.is_some();
+                || doc.issuers.is_some()
+                || doc.acr_values.is_some()
+                || doc.max_age.is_some();
             if restricted {
-                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials or issuers".into());
+                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials, issuers, acrValues or maxAge".into());
             }
             return Ok(Self::Anonymous);
         }
@@ -124,12 +137,14 @@ impl Policy {
                 _ => {}
             }
         }
+        let step_up = StepUpPolicy::new(doc.acr_values, doc.max_age)?;
         Ok(Self::Token(TokenPolicy {
             scopes: doc.scopes,
             permissions: doc.permissions,
             clients: doc.clients,
             allow_client_credentials: doc.allow_client_credentials.unwrap_or(true),
             issuers: doc.issuers,
+            step_up,
         }))
     }
 
@@ -146,15 +161,20 @@ impl Policy {
         }
     }
 
-    /// Applies the rules to verified claims: 401 for an issuer this function does not
-    /// accept; 403 `insufficient_scope` for missing scopes, permissions or client rights.
-    pub fn check(&self, claims: &Claims) -> Result<(), AuthError> {
+    /// Applies the rules to verified claims at `now` (Unix seconds, `skew` seconds of
+    /// leeway): 401 for an issuer this function does not accept; 401
+    /// `insufficient_user_authentication` for a login too weak or too old (RFC 9470); 403
+    /// `insufficient_scope` for missing scopes, permissions or client rights. Step-up comes
+    /// before the 403 checks: how the caller logged in is authentication, and a weak login
+    /// is not told which rights the function requires.
+    pub fn check(&self, claims: &Claims, now: i64, skew: i64) -> Result<(), AuthError> {
         let Self::Token(policy) = self else { return Ok(()) };
         if let Some(issuers) = &policy.issuers
             && !issuers.iter().any(|i| i == claims.issuer())
         {
             return Err(AuthError::InvalidToken(TokenRejection::WrongIssuer));
         }
+        policy.step_up.check(claims, now, skew)?;
         let forbidden = |scope: String| Err(AuthError::InsufficientScope { scope });
         if !policy.allow_client_credentials && claims.is_client_credentials() {
             return forbidden(String::new());
@@ -188,47 +208,55 @@ mod tests {
         Policy::parse(doc.to_string().as_bytes()).unwrap()
     }
 
+    impl Policy {
+        fn check_now(&self, claims: &Claims) -> Result<(), AuthError> {
+            self.check(claims, NOW, 30)
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
     fn scope_error(scope: &str) -> Result<(), AuthError> {
         Err(AuthError::InsufficientScope { scope: scope.into() })
     }
 
     #[test]
     fn missing_policy_accepts_any_valid_token() {
-        assert_eq!(Policy::default().check(&claims(json!({}))), Ok(()));
+        assert_eq!(Policy::default().check_now(&claims(json!({}))), Ok(()));
     }
 
     #[test]
     fn scopes_all_of_and_any_of() {
         let p = policy(json!({"scopes": {"all": ["read:a"], "any": ["x", "y"]}}));
-        assert_eq!(p.check(&claims(json!({"scope": "read:a y"}))), Ok(()));
-        assert_eq!(p.check(&claims(json!({"scope": "read:a"}))), scope_error("read:a x y"));
-        assert_eq!(p.check(&claims(json!({"scope": "x y"}))), scope_error("read:a x y"));
-        assert_eq!(p.check(&claims(json!({"scp": "read:a x"}))), Ok(()));
+        assert_eq!(p.check_now(&claims(json!({"scope": "read:a y"}))), Ok(()));
+        assert_eq!(p.check_now(&claims(json!({"scope": "read:a"}))), scope_error("read:a x y"));
+        assert_eq!(p.check_now(&claims(json!({"scope": "x y"}))), scope_error("read:a x y"));
+        assert_eq!(p.check_now(&claims(json!({"scp": "read:a x"}))), Ok(()));
     }
 
     #[test]
     fn permissions_are_read_from_auth0_rbac() {
         let p = policy(json!({"permissions": {"all": ["delete:a"]}}));
-        assert_eq!(p.check(&claims(json!({"permissions": ["delete:a"]}))), Ok(()));
-        assert_eq!(p.check(&claims(json!({"permissions": ["read:a"]}))), scope_error("delete:a"));
+        assert_eq!(p.check_now(&claims(json!({"permissions": ["delete:a"]}))), Ok(()));
+        assert_eq!(p.check_now(&claims(json!({"permissions": ["read:a"]}))), scope_error("delete:a"));
     }
 
     #[test]
     fn clients_and_client_credentials() {
         let p = policy(json!({"clients": ["c1"]}));
-        assert_eq!(p.check(&claims(json!({"azp": "c1"}))), Ok(()));
-        assert_eq!(p.check(&claims(json!({"azp": "c2"}))), scope_error(""));
-        assert_eq!(p.check(&claims(json!({}))), scope_error(""));
+        assert_eq!(p.check_now(&claims(json!({"azp": "c1"}))), Ok(()));
+        assert_eq!(p.check_now(&claims(json!({"azp": "c2"}))), scope_error(""));
+        assert_eq!(p.check_now(&claims(json!({}))), scope_error(""));
         let no_m2m = policy(json!({"allowClientCredentials": false}));
-        assert_eq!(no_m2m.check(&claims(json!({"gty": "client-credentials"}))), scope_error(""));
-        assert_eq!(no_m2m.check(&claims(json!({"sub": "auth0|user"}))), Ok(()));
+        assert_eq!(no_m2m.check_now(&claims(json!({"gty": "client-credentials"}))), scope_error(""));
+        assert_eq!(no_m2m.check_now(&claims(json!({"sub": "auth0|user"}))), Ok(()));
     }
 
     #[test]
     fn issuers_restrict_which_configured_issuer_is_accepted() {
         let p = policy(json!({"issuers": ["https://b/"]}));
-        assert_eq!(p.check(&claims(json!({}))), Err(AuthError::InvalidToken(TokenRejection::WrongIssuer)));
-        assert_eq!(policy(json!({"issuers": ["https://a/"]})).check(&claims(json!({}))), Ok(()));
+        assert_eq!(p.check_now(&claims(json!({}))), Err(AuthError::InvalidToken(TokenRejection::WrongIssuer)));
+        assert_eq!(policy(json!({"issuers": ["https://a/"]})).check_now(&claims(json!({}))), Ok(()));
     }
 
     #[test]
@@ -236,6 +264,63 @@ mod tests {
         assert!(policy(json!({"anonymous": true})).is_anonymous());
         let err = Policy::parse(br#"{"anonymous": true, "scopes": {"all": ["a"]}}"#).unwrap_err();
         assert!(err.starts_with("anonymous"), "{err}");
+    }
+
+    fn step_up_shortfall(result: Result<(), AuthError>) -> Option<crate::error::Shortfall> {
+        match result {
+            Err(AuthError::InsufficientUserAuthentication(step_up)) => Some(step_up.shortfall),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn acr_values_and_max_age_are_read_from_auth_json() {
+        use crate::error::Shortfall;
+        let p = policy(json!({"acrValues": ["mfa"], "maxAge": 300}));
+        let Policy::Token(token) = &p else { panic!("token policy expected") };
+        assert_eq!(token.step_up.acr_values().collect::<Vec<_>>(), ["mfa"]);
+        assert_eq!(token.step_up.max_age(), Some(300));
+        assert_eq!(p.check_now(&claims(json!({"acr": "mfa", "auth_time": NOW - 10}))), Ok(()));
+        assert_eq!(step_up_shortfall(p.check_now(&claims(json!({"auth_time": NOW})))), Some(Shortfall::MissingAcr));
+        assert_eq!(
+            step_up_shortfall(p.check_now(&claims(json!({"acr": "mfa", "auth_time": NOW - 400})))),
+            Some(Shortfall::AuthenticationTooOld)
+        );
+    }
+
+    #[test]
+    fn step_up_is_demanded_before_scopes_are_checked() {
+        let p = policy(json!({"acrValues": ["mfa"], "scopes": {"all": ["write:a"]}}));
+        let weak = claims(json!({"acr": "pwd", "scope": "read:a"}));
+        assert!(step_up_shortfall(p.check_now(&weak)).is_some());
+        assert_eq!(p.check_now(&claims(json!({"acr": "mfa", "scope": "read:a"}))), scope_error("write:a"));
+    }
+
+    #[test]
+    fn an_issuer_the_function_refuses_is_refused_before_step_up() {
+        let p = policy(json!({"issuers": ["https://b/"], "maxAge": 60}));
+        assert_eq!(p.check_now(&claims(json!({}))), Err(AuthError::InvalidToken(TokenRejection::WrongIssuer)));
+    }
+
+    #[test]
+    fn step_up_fields_are_validated_naming_the_field() {
+        for (doc, field) in [
+            (json!({"acrValues": []}), "acrValues"),
+            (json!({"acrValues": ["a b"]}), "acrValues"),
+            (json!({"acrValues": ["a\"b"]}), "acrValues"),
+            (json!({"maxAge": -1}), "maxAge"),
+            (json!({"maxAge": 2.5}), "maxAge"),
+            (json!({"maxAge": 100_000_000}), "maxAge"),
+            (json!({"anonymous": true, "maxAge": 60}), "anonymous"),
+            (json!({"anonymous": true, "acrValues": ["mfa"]}), "anonymous"),
+        ] {
+            let err = Policy::parse(doc.to_string().as_bytes()).unwrap_err();
+            assert!(err.starts_with(field), "{doc}: {err}");
+        }
+        let wrong_type = Policy::parse(br#"{"maxAge": "300"}"#).unwrap_err();
+        assert!(wrong_type.contains("invalid type"), "{wrong_type}");
+        assert!(Policy::parse(br#"{"acrValues": "mfa"}"#).is_err());
+        assert!(Policy::parse(br#"{"acr_values": ["mfa"]}"#).unwrap_err().contains("unknown field `acr_values`"));
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn decode_json(segment: &str) -> Option<Map<String, Value>> {
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number, fractions truncated. Any other JSON
 /// type is an error, absence is `None`.
-fn numeric_date(value: Option<&Value>) -> Result<Option<i64>, R> {
+pub(crate) fn numeric_date(value: Option<&Value>) -> Result<Option<i64>, R> {
     match value {
         None => Ok(None),
         Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
