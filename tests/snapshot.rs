@@ -85,6 +85,27 @@ async fn a_successful_fetch_writes_the_snapshot_and_a_new_instance_starts_from_i
 }
 
 #[tokio::test]
+async fn a_discovered_issuer_refreshes_from_the_snapshot_url_without_discovery_until_it_fails() {
+    let a = rsa_key("rsa-a.pem", "key-a");
+    let b = rsa_key("rsa-b.pem", "key-b");
+    let idp = Idp::start(&[&a, &b]).await;
+    let dir = TempDir::new("discovered-url");
+    plant(&dir.0, &idp.issuer, &jwks_uri(&idp), Duration::from_secs(60), vec![a.jwk.clone()]);
+    let (router, state) = forwarding_app(with_snapshots(auth_config(&idp.issuer), &dir.0));
+    let store = &state.auth.key_stores()[0];
+    assert!(store.refresh().await);
+    assert_eq!((idp.discovery_hits(), idp.jwks_hits()), (0, 1), "the snapshot's URL stands in for discovery");
+    assert_ok(&with_token(&router, &token(&b, &claims(&idp.issuer))).await);
+
+    // The key set URL fails: the next fetch goes back to discovery.
+    idp.set_mode(IdpMode::Status(404));
+    assert!(!store.refresh().await);
+    idp.set_mode(IdpMode::Up);
+    assert!(store.refresh().await);
+    assert_eq!(idp.discovery_hits(), 1);
+}
+
+#[tokio::test]
 async fn without_a_snapshot_a_new_instance_fails_closed_while_the_issuer_is_down() {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;

@@ -229,10 +229,21 @@ impl KeyStore {
         let loaded = match &self.source {
             Source::Static => None,
             Source::Remote { discover, jwks_uri } => {
-                // A discovered URL may change; the snapshot's serves until discovery answers.
                 let configured =
                     if *discover { None } else { jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone() };
-                self.load_snapshot(&dir, configured.as_ref().map(Url::as_str))
+                let loaded = self.load_snapshot(&dir, configured.as_ref().map(Url::as_str));
+                // A discovered URL may change, so any recorded one is accepted, and used for
+                // fetches as a discovered one would be: until a fetch from it fails, which
+                // sends the next fetch back to discovery. Saves the discovery round trip on
+                // a cold start, and works while only the discovery endpoint is down.
+                if let Some((_, uri)) = &loaded
+                    && *discover
+                    && let Ok(uri) = Url::parse(uri)
+                    && is_acceptable_url(&uri)
+                {
+                    *jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(uri);
+                }
+                loaded.map(|(age, _)| age)
             }
         };
         self.snapshots = Some(Arc::new(SnapshotWriter {
@@ -244,7 +255,8 @@ impl KeyStore {
         (self, loaded)
     }
 
-    fn load_snapshot(&self, dir: &std::path::Path, configured_uri: Option<&str>) -> Option<Duration> {
+    /// The snapshot's age and key set URL, when it was loaded.
+    fn load_snapshot(&self, dir: &std::path::Path, configured_uri: Option<&str>) -> Option<(Duration, String)> {
         let path = snapshot::path_for(dir, &self.issuer);
         let ignored = |reason: &dyn std::fmt::Display| {
             warn!(issuer = %self.issuer, path = %path.display(), reason = %reason, "key set snapshot ignored");
@@ -279,7 +291,7 @@ impl KeyStore {
         state.keys = Arc::new(keys);
         state.valid_until = Some(valid_until(Instant::now(), age, self.settings.max_stale));
         self.freshness.store(Freshness::Snapshot as u8, Ordering::Relaxed);
-        Some(age)
+        Some((age, snap.jwks_uri))
     }
 
     /// Where the keys in use came from and whether the last refresh worked.
