@@ -1,6 +1,7 @@
 //! One issuer's signing keys: fetched in the background, cached, refetched (single-flight,
 //! rate-limited) when a token names an unknown `kid`, served stale for a bounded time while
-//! the provider is down, then failing closed.
+//! the provider is down, then failing closed. With a snapshot folder, the last good key set
+//! is kept on disk and a new process starts from it (`super::snapshot`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
