@@ -108,15 +108,17 @@ pub async fn shutdown_signal() {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
+        "Ctrl-C"
     };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = platform_stop() => {},
-    }
+    let signal = tokio::select! {
+        name = ctrl_c => name,
+        name = platform_stop() => name,
+    };
+    info!(signal, "stopping: finishing the requests in flight");
 }
 
 #[cfg(unix)]
-async fn platform_stop() {
+async fn platform_stop() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
@@ -124,12 +126,13 @@ async fn platform_stop() {
         }
         Err(_) => std::future::pending().await,
     }
+    "SIGTERM"
 }
 
 /// Windows has no SIGTERM: a console program is asked to stop with console control events.
 /// After Ctrl-Close and Ctrl-Shutdown Windows ends the process itself within seconds.
 #[cfg(windows)]
-async fn platform_stop() {
+async fn platform_stop() -> &'static str {
     use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
     let ctrl_break = async {
         match ctrl_break() {
@@ -138,6 +141,7 @@ async fn platform_stop() {
             }
             Err(_) => std::future::pending().await,
         }
+        "Ctrl-Break"
     };
     let ctrl_close = async {
         match ctrl_close() {
@@ -146,6 +150,7 @@ async fn platform_stop() {
             }
             Err(_) => std::future::pending().await,
         }
+        "console close"
     };
     let ctrl_shutdown = async {
         match ctrl_shutdown() {
@@ -154,16 +159,17 @@ async fn platform_stop() {
             }
             Err(_) => std::future::pending().await,
         }
+        "system shutdown"
     };
     tokio::select! {
-        () = ctrl_break => {},
-        () = ctrl_close => {},
-        () = ctrl_shutdown => {},
+        name = ctrl_break => name,
+        name = ctrl_close => name,
+        name = ctrl_shutdown => name,
     }
 }
 
 #[cfg(not(any(unix, windows)))]
-async fn platform_stop() {
+async fn platform_stop() -> &'static str {
     std::future::pending().await
 }
 

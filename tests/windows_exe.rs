@@ -157,10 +157,10 @@ struct Handler {
 }
 
 impl Handler {
-    async fn start(issuer: &str, logs: &Path) -> Handler {
+    /// Starts `wine handler.exe` with the host's variables; not waiting for anything.
+    fn spawn(issuer: &str, app_root: &str, port: u16, logs: &Path) -> Proc {
         let exe = required_env("AZFN_HANDLER_EXE");
         let wine = required_env("AZFN_WINE");
-        let port = free_port();
         let log = logs.join("handler.log");
         let out = std::fs::File::create(&log).expect("create handler log");
         let err = out.try_clone().expect("clone log handle");
@@ -176,8 +176,7 @@ impl Handler {
             .arg(&exe)
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "00000000-0000-4000-8000-00000000000e")
-            // A Windows path, as the host passes it (Wine maps drive Z: to the Unix root).
-            .env("FUNCTIONS_APP_ROOT_PATH", windows_path(repo_root()))
+            .env("FUNCTIONS_APP_ROOT_PATH", app_root)
             .env("AUTH_ISSUER", issuer)
             .env("AUTH_AUDIENCE", AUDIENCE)
             .current_dir(repo_root())
@@ -185,7 +184,13 @@ impl Handler {
             .stdout(out)
             .stderr(err);
         let child = command.spawn().expect("spawn wine handler.exe");
-        let mut proc = Proc { name: "handler.exe", child, log, _stdin: None };
+        Proc { name: "handler.exe", child, log, _stdin: None }
+    }
+
+    async fn start(issuer: &str, logs: &Path) -> Handler {
+        let port = free_port();
+        // A Windows path, as the host passes it (Wine maps drive Z: to the Unix root).
+        let mut proc = Handler::spawn(issuer, &windows_path(repo_root()), port, logs);
 
         // Readiness, as the host probes it: GET / until any answer.
         let base = format!("http://127.0.0.1:{port}");
@@ -432,6 +437,9 @@ async fn ctrl_c_stops_handler_exe_gracefully_with_exit_code_0() {
     send(&handler, "-INT");
     let exit = handler.wait_exit().await;
     assert_eq!(exit.code(), Some(0), "exit after Ctrl-C: {exit}\n{}", handler.proc.log_text());
+    // The handler's own Ctrl-C handler ran (not Wine's default, which also exits).
+    let line = handler.log_line("stopping: finishing the requests in flight").await;
+    assert!(line.contains("signal=Ctrl-C"), "{line}");
     let port_closed = client().get(format!("{}/", handler.base)).send().await.is_err();
     assert!(port_closed, "the port still answers after the exit");
     finish(logs, provider, handler);
@@ -448,4 +456,25 @@ async fn sigterm_ends_handler_exe_and_frees_the_port() {
     let port_closed = client().get(format!("{}/", handler.base)).send().await.is_err();
     assert!(port_closed, "the port still answers after the exit");
     finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn missing_app_root_exits_1_naming_the_windows_path() {
+    let logs = log_dir("no-root");
+    let missing = windows_path(&logs.join("no-such-app"));
+    let mut proc = Handler::spawn("https://issuer.invalid/", &missing, free_port(), &logs);
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let exit = loop {
+        if let Some(status) = proc.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "handler.exe still running without an app root");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(1), "{exit}");
+    let log = proc.log_text();
+    assert!(log.contains(&format!("handler: start-up failed: {missing}: cannot list the app root")), "{log}");
+    drop(proc);
+    let _ = std::fs::remove_dir_all(logs);
 }
