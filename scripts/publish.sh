@@ -108,9 +108,12 @@ fi
 
 step "staging the $OS package in $STAGE"
 # Only what the app is made of: host.json, the binary for this OS, the function folders (and
-# .funcignore, so a publish from the stage filters the same way). Nothing else is copied, so
-# sources, target/, the Wine test shim or the other OS's binary cannot end up in the zip.
+# .funcignore, so a publish from the stage filters the same way, and local.settings.json, which
+# Core Tools reads for the worker runtime and --publish-local-settings but never uploads).
+# Nothing else is copied, so sources, target/, the Wine test shim or the other OS's binary
+# cannot end up in the zip.
 cp "$ROOT/.funcignore" "$STAGE/.funcignore"
+if [[ -f "$ROOT/local.settings.json" ]]; then cp "$ROOT/local.settings.json" "$STAGE/"; fi
 cp "$ROOT/$EXE" "$STAGE/$EXE"
 for function_json in "$ROOT"/*/function.json; do
   [[ -f "$function_json" ]] || continue

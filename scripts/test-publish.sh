@@ -6,7 +6,8 @@
 # Wine-only test shim (bcryptprimitives.dll) in the app root and under target/, it runs
 # `publish.sh <app> --windows --no-build --stage-only DIR` and checks DIR holds exactly
 # host.json naming handler.exe (every other setting unchanged), handler.exe and the function
-# folders; that the copy's own host.json is untouched; that without --windows the package is
+# folders (plus .funcignore and local.settings.json, which Core Tools reads but never uploads),
+# and that Core Tools would upload all but those two; that the copy's own host.json is untouched; that without --windows the package is
 # the Linux one (host.json as in the repository, ./handler); and that bad calls are refused.
 # Needs: git, python3, node (check-funcignore.sh).
 set -euo pipefail
@@ -58,7 +59,7 @@ PY
 step "publish.sh demo-app --windows --no-build --stage-only"
 bash "$APP/scripts/publish.sh" demo-app --windows --no-build --stage-only "$WORK/win" >"$WORK/win.log" 2>&1 \
   || { cat "$WORK/win.log" >&2; die "staging the Windows package failed"; }
-want="$(printf '%s\n' .funcignore handler.exe host.json $FUNCTION_FILES | LC_ALL=C sort)"
+want="$(printf '%s\n' .funcignore handler.exe host.json local.settings.json $FUNCTION_FILES | LC_ALL=C sort)"
 got="$(package_files "$WORK/win")"
 [[ "$got" == "$want" ]] || die "Windows package holds:
 $got
@@ -67,14 +68,16 @@ $want"
 cmp -s "$APP/handler.exe" "$WORK/win/handler.exe" || die "the staged handler.exe is not ./handler.exe"
 host_json_check "$WORK/win/host.json" handler.exe || die "staged host.json (Windows)"
 cmp -s "$WORK/host.json.before" "$APP/host.json" || die "publish.sh changed the app's own host.json"
-grep -q "OK: Core Tools matcher uploads exactly the expected 3 files" "$WORK/win.log" \
+# Uploaded: host.json, handler.exe and the function files (not .funcignore, local.settings.json).
+uploads=$((2 + $(wc -w <<<"$FUNCTION_FILES")))
+grep -q "OK: Core Tools matcher uploads exactly the expected $uploads files" "$WORK/win.log" \
   || { cat "$WORK/win.log" >&2; die "check-funcignore.sh --dir did not pass on the Windows package"; }
 echo "    OK: host.json (names handler.exe), handler.exe, $(wc -w <<<"$FUNCTION_FILES") function file(s); no shim, no Linux binary, no sources"
 
 step "publish.sh demo-app --no-build --stage-only (the default: Linux)"
 bash "$APP/scripts/publish.sh" demo-app --no-build --stage-only "$WORK/linux" >"$WORK/linux.log" 2>&1 \
   || { cat "$WORK/linux.log" >&2; die "staging the Linux package failed"; }
-want="$(printf '%s\n' .funcignore handler host.json $FUNCTION_FILES | LC_ALL=C sort)"
+want="$(printf '%s\n' .funcignore handler host.json local.settings.json $FUNCTION_FILES | LC_ALL=C sort)"
 got="$(package_files "$WORK/linux")"
 [[ "$got" == "$want" ]] || die "Linux package holds:
 $got

@@ -7,8 +7,9 @@
 # provider, the README's main answer rows, and a clean exit on SIGTERM.
 #
 # On a clean Debian/Ubuntu machine it installs what it needs when run as root: the Rust target
-# (rustup), wine + wine64, the mingw-w64 C compiler and nasm (aws-lc), node + npm come from
-# .ci/run. Not root: it says what to install.
+# (rustup), wine + wine64, the mingw-w64 C compiler, nasm (aws-lc) and node + npm if missing.
+# Not root: it says what to install. Measured on 2 cores, from nothing installed: 1 min 55 s
+# (packages 14 s, dev build 80 s after the Linux test build, Wine prefix 9 s, tests 9 s).
 #
 # Wine only: scripts/wine/processprng.c is built into a bcryptprimitives.dll next to a COPY of
 # handler.exe under the target dir (Debian's Wine 8.0 lacks ProcessPrng, which Rust's std
@@ -22,7 +23,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --profile) [[ $# -ge 2 ]] || { echo "usage: scripts/test-windows.sh [--profile NAME]" >&2; exit 2; }
                PROFILE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/test-windows.sh [--profile NAME]" >&2; exit 2 ;;
   esac
 done
