@@ -1,6 +1,7 @@
 //! The Windows build, `handler.exe`, run under Wine against the real local OpenID Connect
 //! provider process (`scripts/oidc-provider`): readiness on `FUNCTIONS_CUSTOMHANDLER_PORT`,
-//! keys fetched from the provider, the README's main answer rows, and a clean stop on SIGTERM.
+//! keys fetched from the provider, the README's main answer rows, Ctrl-C and SIGTERM, and a
+//! start-up error naming a Windows path.
 //!
 //! Ignored in a plain `cargo test` (there is no Windows binary or Wine there). Run by
 //! `scripts/test-windows.sh`, which installs Wine, builds `handler.exe` and the Wine-only
@@ -249,7 +250,7 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("reqwest client")
 }
 
-/// A provider, a handler.exe using it, and a valid token (so the key set is surely loaded).
+/// A provider and a ready handler.exe using it, logging to a fresh directory.
 async fn started(name: &str) -> (PathBuf, Provider, Handler) {
     let logs = log_dir(name);
     let provider = Provider::start(&logs);
