@@ -45,6 +45,9 @@ cd "$ROOT"
 step() { echo "==> $*"; }
 die() { echo "publish.sh: error: $*" >&2; exit 1; }
 
+# Before any build: a stage must be a new folder, never one holding something else.
+[[ -z "$STAGE_ONLY" || ! -e "$STAGE_ONLY" ]] || die "--stage-only $STAGE_ONLY already exists"
+
 if [[ -z "$STAGE_ONLY" ]]; then
   step "checking Azure Functions Core Tools"
   if ! command -v func >/dev/null; then
@@ -98,7 +101,6 @@ if [[ $OS == linux && -z "$STAGE_ONLY" ]]; then
 fi
 
 if [[ -n "$STAGE_ONLY" ]]; then
-  [[ ! -e "$STAGE_ONLY" ]] || die "--stage-only $STAGE_ONLY already exists"
   STAGE="$STAGE_ONLY"
   mkdir -p "$STAGE"
 else
