@@ -93,7 +93,11 @@ WINESERVER="$(command -v wineserver || echo /usr/lib/wine/wineserver)"
 cleanup() {
   local rc=$?
   # Ends every Wine process of the private prefix (and its wineserver), nothing else.
-  [[ -x "$WINESERVER" ]] && timeout 20 "$WINESERVER" -k >/dev/null 2>&1 || true
+  # -k kills them; -w returns once they and the wineserver are gone.
+  if [[ -x "$WINESERVER" ]]; then
+    timeout 20 "$WINESERVER" -k >/dev/null 2>&1 || true
+    timeout 20 "$WINESERVER" -w >/dev/null 2>&1 || true
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
