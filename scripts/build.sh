@@ -61,10 +61,10 @@ echo "    size: $SIZE bytes ($(( (SIZE + 1048575) / 1048576 )) MiB)"
 
 HOST_EXE="$(sed -n 's/.*"defaultExecutablePath"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' host.json 2>/dev/null | head -n1)"
 if [[ "$EXE" == handler.exe ]]; then
-  echo "    NOTE: for a Windows function app, host.json must name the binary:"
-  echo '          "customHandler": { "description": { "defaultExecutablePath": "handler.exe", ... } }'
-fi
-if [[ -n "$HOST_EXE" && "$HOST_EXE" != "$EXE" ]]; then
+  # The repository's host.json stays Linux; the Windows package gets its own copy.
+  echo "    NOTE: a Windows function app's host.json must name handler.exe: scripts/publish.sh <app> --windows"
+  echo "          publishes a staged copy that does (README: Windows function apps)"
+elif [[ -n "$HOST_EXE" && "$HOST_EXE" != "$EXE" ]]; then
   echo "    WARNING: host.json has defaultExecutablePath \"$HOST_EXE\", but this build produced \"$EXE\"" >&2
 fi
 echo "build.sh: OK ./$EXE"

@@ -1,29 +1,37 @@
 #!/usr/bin/env bash
-# usage: scripts/check-funcignore.sh [--worktree]
+# usage: scripts/check-funcignore.sh [--worktree | --dir DIR]
 #
 # Lists the files `func azure functionapp publish` would upload and fails unless that set is
 # exactly: host.json, the handler binary (handler, and handler.exe if present), and every file
 # of each function folder (a top-level folder holding function.json).
 #
 #   default     a clean copy of the tree (git-tracked files + untracked files that .gitignore
-#               does not exclude) plus a fake `handler` binary. Checked twice: with Core Tools'
-#               own matcher (a re-implementation of its GitIgnoreParser.cs + GetLocalFiles) and
-#               with real gitignore semantics (git ls-files --exclude-from=.funcignore).
+#               does not exclude) plus fake `handler` and `handler.exe` binaries and a decoy of
+#               the Wine-only test shim (bcryptprimitives.dll, scripts/test-windows.sh) in the
+#               app root. Checked twice: with Core Tools' own matcher (a re-implementation of its
+#               GitIgnoreParser.cs + GetLocalFiles) and with real gitignore semantics
+#               (git ls-files --exclude-from=.funcignore).
 #   --worktree  the working tree as it is now (target/, node_modules/, built binaries...), with
 #               Core Tools' matcher only: exactly what a publish from here would zip.
+#   --dir DIR   an app folder elsewhere, e.g. the Windows package scripts/publish.sh stages,
+#               with Core Tools' matcher and DIR's own .funcignore.
 # Needs: git, node.
 set -euo pipefail
 
 MODE=copy
+USAGE="usage: scripts/check-funcignore.sh [--worktree | --dir DIR]"
 case "${1:-}" in
-  "") ;;
-  --worktree) MODE=worktree ;;
-  *) echo "usage: scripts/check-funcignore.sh [--worktree]" >&2; exit 2 ;;
+  "") [[ $# -eq 0 ]] || { echo "$USAGE" >&2; exit 2; } ;;
+  --worktree) [[ $# -eq 1 ]] || { echo "$USAGE" >&2; exit 2; }; MODE=worktree ;;
+  --dir) [[ $# -eq 2 && -d "$2" ]] || { echo "$USAGE (DIR must be a folder)" >&2; exit 2; }
+         MODE=dir; DIR="$(cd "$2" && pwd)" ;;
+  *) echo "$USAGE" >&2; exit 2 ;;
 esac
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [[ -f .funcignore ]] || { echo "check-funcignore: no .funcignore in $ROOT" >&2; exit 1; }
+[[ $MODE != dir || -f "$DIR/.funcignore" ]] || { echo "check-funcignore: no .funcignore in $DIR" >&2; exit 1; }
 for tool in git node; do command -v "$tool" >/dev/null || { echo "check-funcignore: '$tool' not found" >&2; exit 1; }; done
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/funcignore.XXXXXX")"
@@ -94,7 +102,12 @@ if [[ $MODE == copy ]]; then
   cp .funcignore "$TMP/app/.funcignore"
   printf '\177ELF fake handler\n' >"$TMP/app/handler"
   chmod +x "$TMP/app/handler"
+  printf 'MZ fake handler.exe\n' >"$TMP/app/handler.exe"
+  # The Wine-only test shim must never ship, wherever a build might leave it.
+  printf 'MZ fake test shim\n' >"$TMP/app/bcryptprimitives.dll"
   APP="$TMP/app"
+elif [[ $MODE == dir ]]; then
+  APP="$DIR"
 else
   APP="$ROOT"
 fi

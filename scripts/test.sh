@@ -20,6 +20,9 @@ cargo test --locked --all-targets
 echo "==> .funcignore uploads only the app"
 scripts/check-funcignore.sh
 
+echo "==> publish.sh stages exactly the app (Windows package: host.json names handler.exe)"
+scripts/test-publish.sh
+
 echo "==> dev.sh --smoke"
 scripts/dev.sh --smoke
 

@@ -371,14 +371,20 @@ fn issuers(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<IssuerConfig>, C
         if let Some(uri) = jwks_uri {
             only.keys = KeySource::JwksUri(check_url("AUTH_JWKS_URI", &uri)?);
         } else if let Some(pem) = public_key {
-            // App Settings cannot hold newlines easily; accept `\n` escapes as well.
-            let pem = pem.replace("\\n", "\n");
+            let pem = pem_line_ends(&pem);
             crate::auth::keys::parse_pem(&pem, &crate::auth::keys::KeyPolicy::default())
                 .map_err(|e| bad("AUTH_PUBLIC_KEY", e.to_string()))?;
             only.keys = KeySource::StaticPem(pem);
         }
     }
     Ok(issuers)
+}
+
+/// A PEM setting with `\n` line ends. App Settings cannot hold newlines easily, so a key often
+/// arrives on one line with `\n` or (copied from Windows) `\r\n` escapes; a key file saved on
+/// Windows or read with PowerShell's `Get-Content -Raw` has CRLF line ends.
+fn pem_line_ends(value: &str) -> String {
+    value.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\r\n", "\n")
 }
 
 /// Issuer and key URLs must be https, except on loopback hosts (tests, local issuers).
@@ -589,6 +595,34 @@ mod tests {
         assert_eq!(err(&vars).variable, "AUTH_PUBLIC_KEY");
         vars.push(("AUTH_JWKS_URI", "https://x/keys"));
         assert_eq!(err(&vars).variable, "AUTH_PUBLIC_KEY");
+    }
+
+    /// The committed test key with LF line ends, as `from_lookup` stores it.
+    const PUBLIC_PEM: &str = include_str!("../tests/fixtures/rsa-a-pub.pem");
+
+    fn stored_pem(value: &str) -> KeySource {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_PUBLIC_KEY", value));
+        config(&vars).unwrap().auth.issuers[0].keys.clone()
+    }
+
+    #[test]
+    fn public_key_with_crlf_line_ends_is_stored_with_lf() {
+        // A key file saved on Windows, or read with PowerShell's Get-Content -Raw.
+        let crlf = PUBLIC_PEM.replace('\n', "\r\n");
+        assert_eq!(stored_pem(&crlf), KeySource::StaticPem(PUBLIC_PEM.trim().to_owned()));
+    }
+
+    #[test]
+    fn public_key_on_one_line_with_escaped_lf_is_accepted() {
+        let escaped = PUBLIC_PEM.trim().replace('\n', "\\n");
+        assert_eq!(stored_pem(&escaped), KeySource::StaticPem(PUBLIC_PEM.trim().to_owned()));
+    }
+
+    #[test]
+    fn public_key_on_one_line_with_escaped_crlf_is_accepted() {
+        let escaped = PUBLIC_PEM.trim().replace('\n', "\\r\\n");
+        assert_eq!(stored_pem(&escaped), KeySource::StaticPem(PUBLIC_PEM.trim().to_owned()));
     }
 
     #[test]

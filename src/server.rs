@@ -56,7 +56,7 @@ pub fn build_state_with(config: &Config, functions: Functions) -> Result<AppStat
 }
 
 /// The whole process for an app: logging, settings from the environment, start-up, serve
-/// until Ctrl-C/SIGTERM. Returns the exit code (non-zero after a start-up failure, so the
+/// until Ctrl-C/SIGTERM (Ctrl-Break on Windows). Returns the exit code (non-zero after a start-up failure, so the
 /// host restarts the worker). An app's `main` is one line:
 /// `std::process::exit(azfn_auth::server::run(functions))`.
 pub fn run(functions: Functions) -> i32 {
@@ -99,26 +99,78 @@ async fn start_and_serve(functions: Functions) -> i32 {
     }
 }
 
-/// Ctrl-C or SIGTERM (local runs). The host itself sends SIGKILL; nothing relies on this.
+/// Ctrl-C (every OS), SIGTERM (Unix), Ctrl-Break, console close or system shutdown (Windows):
+/// local runs under `func start` or a terminal. The host itself kills the worker (SIGKILL on
+/// Linux, TerminateProcess on Windows); nothing relies on this. A signal that cannot be
+/// registered never fires, so a registration failure can never stop the server by itself.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
+        "Ctrl-C"
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    let signal = tokio::select! {
+        name = ctrl_c => name,
+        name = platform_stop() => name,
+    };
+    info!(signal, "stopping: finishing the requests in flight");
+}
+
+#[cfg(unix)]
+async fn platform_stop() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
     }
+    "SIGTERM"
+}
+
+/// Windows has no SIGTERM: a console program is asked to stop with console control events.
+/// After Ctrl-Close and Ctrl-Shutdown Windows ends the process itself within seconds.
+#[cfg(windows)]
+async fn platform_stop() -> &'static str {
+    use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+    let ctrl_break = async {
+        match ctrl_break() {
+            Ok(mut event) => {
+                event.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+        "Ctrl-Break"
+    };
+    let ctrl_close = async {
+        match ctrl_close() {
+            Ok(mut event) => {
+                event.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+        "console close"
+    };
+    let ctrl_shutdown = async {
+        match ctrl_shutdown() {
+            Ok(mut event) => {
+                event.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+        "system shutdown"
+    };
+    tokio::select! {
+        name = ctrl_break => name,
+        name = ctrl_close => name,
+        name = ctrl_shutdown => name,
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+async fn platform_stop() -> &'static str {
+    std::future::pending().await
 }
 
 /// Binds `127.0.0.1:<port>` (the host always calls IPv4 loopback).

@@ -3,13 +3,16 @@
 //
 // usage: node scripts/oidc-provider/provider.mjs [--port N] [--host 127.0.0.1]
 //          [--client-id ID] [--client-secret SECRET] [--audience AUD[,AUD...]]
-//          [--scope "read:a write:a"] [--ttl SECONDS] [--ignore-stdin]
+//          [--scope "read:a write:a"] [--ttl SECONDS] [--ignore-stdin] [--allow-test-ttl]
 //
 // Built on oauth2-mock-server (pinned in package.json). Endpoints, as on an Auth0 tenant:
 //   GET  /.well-known/openid-configuration   discovery ("issuer" ends with a slash)
 //   GET  /.well-known/jwks.json               JWKS (one RS256 key, with kid)
 //   POST /oauth/token                         client_credentials grant, JSON or form body,
 //                                             client auth in the body or via HTTP Basic
+// --allow-test-ttl (tests only, Auth0 has no such thing): a token request may carry an integer
+// "test_ttl" (seconds, may be negative) to get a token with exp = iat + test_ttl, so a test
+// gets a genuinely signed but already expired token without waiting. Ignored without the flag.
 // Access tokens are RS256 with Auth0's claim shape:
 //   header {alg: RS256, typ: JWT, kid}; payload {iss, sub: "<client_id>@clients", aud, iat, exp,
 //   scope, gty: "client-credentials", azp}
@@ -32,6 +35,7 @@ const { values: opt } = parseArgs({
     scope: { type: "string", default: "read:api-a" },
     ttl: { type: "string", default: "3600" },
     "ignore-stdin": { type: "boolean", default: false },
+    "allow-test-ttl": { type: "boolean", default: false },
   },
 });
 
@@ -80,6 +84,12 @@ function scopeFor(req) {
   return (asked ? grantedScopes.filter((s) => asked.includes(s)) : grantedScopes).join(" ");
 }
 
+// The lifetime of the token being issued: --ttl, or the request's test_ttl when allowed.
+function ttlFor(req) {
+  const asked = req.body?.test_ttl;
+  return opt["allow-test-ttl"] && Number.isInteger(asked) ? asked : ttl;
+}
+
 // Claims as Auth0 puts them in a client-credentials access token.
 server.service.on("beforeTokenSigning", (token, req) => {
   const { id } = clientOf(req);
@@ -88,7 +98,7 @@ server.service.on("beforeTokenSigning", (token, req) => {
   token.payload.azp = id;
   token.payload.scope = scopeFor(req);
   token.payload.gty = "client-credentials";
-  token.payload.exp = token.payload.iat + ttl;
+  token.payload.exp = token.payload.iat + ttlFor(req);
   delete token.payload.nbf; // Auth0 sets none
 });
 
@@ -114,7 +124,7 @@ server.service.on("beforeResponse", (response, req) => {
     return deny(403, "access_denied", `Service not found: ${body.audience}`);
   }
   const scope = scopeFor(req);
-  response.body = { access_token: response.body.access_token, expires_in: ttl, token_type: "Bearer" };
+  response.body = { access_token: response.body.access_token, expires_in: ttlFor(req), token_type: "Bearer" };
   if (scope) response.body.scope = scope;
   log(`issued token: client=${id} aud=${body.audience} scope="${scope}"`);
 });

@@ -1,0 +1,481 @@
+//! The Windows build, `handler.exe`, run under Wine against the real local OpenID Connect
+//! provider process (`scripts/oidc-provider`): readiness on `FUNCTIONS_CUSTOMHANDLER_PORT`,
+//! keys fetched from the provider, the README's main answer rows, Ctrl-C and SIGTERM, and a
+//! start-up error naming a Windows path.
+//!
+//! Ignored in a plain `cargo test` (there is no Windows binary or Wine there). Run by
+//! `scripts/test-windows.sh`, which installs Wine, builds `handler.exe` and the Wine-only
+//! ProcessPrng shim next to a copy of it, prepares a private Wine prefix, and runs
+//! `cargo test --test windows_exe -- --ignored` with `AZFN_HANDLER_EXE` (the .exe) and
+//! `AZFN_WINE` (the wine loader) set. Each test starts its own provider and handler on
+//! 127.0.0.1 with ephemeral ports; both are killed and reaped when their guards drop.
+
+// Helpers outside #[test] fns: failing loudly is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "https://api-a.local/";
+const CLIENT_ID: &str = "win-client";
+const CLIENT_SECRET: &str = "win-secret";
+const FUNCTION_PATH: &str = "/api/api-a";
+/// Wine's first start of a process in a prefix can take several seconds on a loaded machine.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const IGNORED: &str = "needs Wine and handler.exe: run scripts/test-windows.sh";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn required_env(name: &str) -> PathBuf {
+    let value = std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set; {IGNORED}"));
+    let path = PathBuf::from(value);
+    assert!(path.is_file(), "{name}={} is not a file; {IGNORED}", path.display());
+    path
+}
+
+/// A fresh directory for one test's process logs (removed when the test passes).
+fn log_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "win-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create log dir");
+    dir
+}
+
+/// A child process that is killed and reaped on drop; on a failing test it prints its log.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    _stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// The local OIDC provider (installed by scripts/test-windows.sh). Its stdin is a pipe held
+/// here: if this test process dies without running destructors, the provider exits on EOF.
+struct Provider {
+    _proc: Proc,
+    issuer: String,
+    token_endpoint: String,
+}
+
+impl Provider {
+    fn start(logs: &Path) -> Provider {
+        let dir = repo_root().join("scripts").join("oidc-provider");
+        assert!(dir.join("node_modules").is_dir(), "run `npm ci --prefix scripts/oidc-provider` first");
+        let log = logs.join("oidc-provider.log");
+        let mut child = Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .args(["--port", "0", "--host", "127.0.0.1", "--allow-test-ttl"])
+            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--audience", AUDIENCE])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("create provider log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `node` for the local OIDC provider: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("provider stdout");
+        let mut proc = Proc { name: "oidc-provider", child, log, _stdin: stdin };
+
+        // The ready line, read on a thread so the wait is bounded.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) if !line.trim().is_empty() => line,
+            other => panic!("the OIDC provider did not report ready ({other:?}, exit {:?})", proc.exited()),
+        };
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
+        let field = |k: &str| ready[k].as_str().unwrap_or_else(|| panic!("no {k} in {line}")).to_owned();
+        Provider { issuer: field("issuer"), token_endpoint: field("token_endpoint"), _proc: proc }
+    }
+
+    /// An access token from `POST /oauth/token` (client credentials), living `ttl` seconds
+    /// from now (negative: already expired, still signed by the provider's key).
+    async fn token(&self, ttl: i64) -> String {
+        let body = json!({
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "audience": AUDIENCE,
+            "test_ttl": ttl,
+        });
+        let response = client()
+            .post(&self.token_endpoint)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("token request to the provider");
+        let status = response.status();
+        let text = response.text().await.expect("token response body");
+        assert_eq!(status, 200, "token endpoint answered {text}");
+        let parsed: Value = serde_json::from_str(&text).expect("token response is JSON");
+        parsed["access_token"].as_str().expect("access_token").to_owned()
+    }
+}
+
+/// `handler.exe` under Wine, started the way the Functions host on Windows starts it.
+struct Handler {
+    proc: Proc,
+    base: String,
+}
+
+impl Handler {
+    /// Starts `wine handler.exe` with the host's variables; not waiting for anything.
+    fn spawn(issuer: &str, app_root: &str, port: u16, logs: &Path) -> Proc {
+        let exe = required_env("AZFN_HANDLER_EXE");
+        let wine = required_env("AZFN_WINE");
+        let log = logs.join("handler.log");
+        let out = std::fs::File::create(&log).expect("create handler log");
+        let err = out.try_clone().expect("clone log handle");
+        let mut command = Command::new(wine);
+        // A clean environment: only what Wine itself needs plus what the host sets.
+        command.env_clear();
+        for name in ["PATH", "HOME", "WINEPREFIX", "WINEDEBUG", "WINEARCH", "WINEDLLOVERRIDES", "RUST_LOG"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .arg(&exe)
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "00000000-0000-4000-8000-00000000000e")
+            .env("FUNCTIONS_APP_ROOT_PATH", app_root)
+            .env("AUTH_ISSUER", issuer)
+            .env("AUTH_AUDIENCE", AUDIENCE)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command.spawn().expect("spawn wine handler.exe");
+        Proc { name: "handler.exe", child, log, _stdin: None }
+    }
+
+    async fn start(issuer: &str, logs: &Path) -> Handler {
+        let port = free_port();
+        // A Windows path, as the host passes it (Wine maps drive Z: to the Unix root).
+        let mut proc = Handler::spawn(issuer, &windows_path(repo_root()), port, logs);
+
+        // Readiness, as the host probes it: GET / until any answer.
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(response) = client().get(format!("{base}/")).send().await {
+                assert_eq!(response.status(), 200, "GET / (readiness probe)");
+                break;
+            }
+            if let Some(status) = proc.exited() {
+                panic!("handler.exe exited before it was ready: {status}\n{}", proc.log_text());
+            }
+            assert!(Instant::now() < deadline, "handler.exe did not answer GET / within {STARTUP_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Handler { proc, base }
+    }
+
+    /// Waits (bounded) for `text` in the handler's log and returns that line.
+    async fn log_line(&self, text: &str) -> String {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(line) = self.proc.log_text().lines().find(|l| l.contains(text)) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in the handler log within {STARTUP_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (bounded) for the process to end.
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = self.proc.exited() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "handler.exe still running {STARTUP_TIMEOUT:?} after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn windows_path(path: &Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+/// A port that was free a moment ago (as the Functions host picks one).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("reqwest client")
+}
+
+/// A provider and a ready handler.exe using it, logging to a fresh directory.
+async fn started(name: &str) -> (PathBuf, Provider, Handler) {
+    let logs = log_dir(name);
+    let provider = Provider::start(&logs);
+    let handler = Handler::start(&provider.issuer, &logs).await;
+    (logs, provider, handler)
+}
+
+struct Answer {
+    status: u16,
+    www_authenticate: String,
+    allow: String,
+    body: String,
+}
+
+async fn call(handler: &Handler, method: reqwest::Method, authorization: Option<&str>) -> Answer {
+    let mut request = client().request(method, format!("{}{FUNCTION_PATH}", handler.base));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.expect("request to handler.exe");
+    let header = |name: &str| {
+        response.headers().get(name).map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned()).unwrap_or_default()
+    };
+    let (www_authenticate, allow) = (header("www-authenticate"), header("allow"));
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Answer { status, www_authenticate, allow, body }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn segments(token: &str) -> Vec<String> {
+    let parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    assert_eq!(parts.len(), 3, "a JWS compact token");
+    parts
+}
+
+fn finish(logs: PathBuf, provider: Provider, handler: Handler) {
+    drop(handler);
+    drop(provider);
+    let _ = std::fs::remove_dir_all(logs);
+}
+
+const INVALID_TOKEN: &str =
+    r#"Bearer realm="api", error="invalid_token", error_description="The access token is invalid""#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn readiness_probe_answers_200_on_the_custom_handler_port() {
+    let (logs, provider, handler) = started("ready").await;
+    let response = client().get(format!("{}/", handler.base)).send().await.expect("GET /");
+    assert_eq!(response.status(), 200);
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn signing_keys_are_fetched_from_the_provider() {
+    let (logs, provider, handler) = started("keys").await;
+    let token = provider.token(3600).await;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&segments(&token)[0]).unwrap()).unwrap();
+    let kid = header["kid"].as_str().expect("kid in the provider's token header");
+    let line = handler.log_line("signing keys loaded").await;
+    assert!(line.contains("jwks.keys=1"), "{line}");
+    assert!(line.contains(kid), "the provider's key {kid} in {line}");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn no_token_is_401_with_a_bearer_challenge() {
+    let (logs, provider, handler) = started("none").await;
+    let a = call(&handler, reqwest::Method::GET, None).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.www_authenticate, r#"Bearer realm="api""#);
+    assert_eq!(a.body, "No authorization token was found");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn valid_token_is_200_authentication_successful() {
+    let (logs, provider, handler) = started("valid").await;
+    let token = provider.token(3600).await;
+    let a = call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.www_authenticate, "");
+    assert_eq!(a.body, "Authentication successful");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn expired_token_is_401_invalid_token_expired() {
+    let (logs, provider, handler) = started("expired").await;
+    // Signed by the provider's key; expired ten minutes ago, far beyond the clock skew.
+    let token = provider.token(-600).await;
+    let a = call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(
+        a.www_authenticate,
+        r#"Bearer realm="api", error="invalid_token", error_description="The access token expired""#
+    );
+    assert_eq!(a.body, "The access token expired");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn tampered_payload_is_401_invalid_token() {
+    let (logs, provider, handler) = started("tampered").await;
+    let token = provider.token(3600).await;
+    let parts = segments(&token);
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    claims["sub"] = json!("attacker@clients");
+    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+    let a = call(&handler, reqwest::Method::GET, Some(&bearer(&tampered))).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(a.www_authenticate, INVALID_TOKEN);
+    assert_eq!(a.body, "The access token is invalid");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn token_signed_by_another_key_under_the_providers_kid_is_401_invalid_token() {
+    let (logs, provider, handler) = started("forged").await;
+    let token = provider.token(3600).await;
+    let parts = segments(&token);
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[0]).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    let mut forged_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    forged_header.kid = header["kid"].as_str().map(str::to_owned);
+    let pem = std::fs::read(repo_root().join("tests/fixtures/rsa-a.pem")).expect("fixture key");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("fixture key parses");
+    let forged = jsonwebtoken::encode(&forged_header, &claims, &key).expect("sign");
+    let a = call(&handler, reqwest::Method::GET, Some(&bearer(&forged))).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(a.www_authenticate, INVALID_TOKEN);
+    assert_eq!(a.body, "The access token is invalid");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn malformed_authorization_header_is_400_invalid_request() {
+    let (logs, provider, handler) = started("malformed").await;
+    let a = call(&handler, reqwest::Method::GET, Some("Bearer a b")).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.www_authenticate.starts_with(r#"Bearer realm="api", error="invalid_request", error_description=""#),
+        "{:?}",
+        a.www_authenticate
+    );
+    assert!(a.body.starts_with("Malformed Authorization header"), "{:?}", a.body);
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn method_not_in_function_json_is_405_with_allow() {
+    let (logs, provider, handler) = started("method").await;
+    let token = provider.token(3600).await;
+    let a = call(&handler, reqwest::Method::DELETE, Some(&bearer(&token))).await;
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(a.allow, "GET, POST");
+    assert_eq!(a.www_authenticate, "");
+    finish(logs, provider, handler);
+}
+
+/// Sends `signal` to the Wine process (which is the Windows process: `wine` execs it).
+fn send(handler: &Handler, signal: &str) {
+    let pid = handler.proc.child.id().to_string();
+    let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn ctrl_c_stops_handler_exe_gracefully_with_exit_code_0() {
+    let (logs, provider, mut handler) = started("ctrl-c").await;
+    // Wine delivers SIGINT to a console program as CTRL_C_EVENT, as a console's Ctrl-C does.
+    send(&handler, "-INT");
+    let exit = handler.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "exit after Ctrl-C: {exit}\n{}", handler.proc.log_text());
+    // The handler's own Ctrl-C handler ran (not Wine's default, which also exits).
+    let line = handler.log_line("stopping: finishing the requests in flight").await;
+    assert!(line.contains("signal=Ctrl-C"), "{line}");
+    let port_closed = client().get(format!("{}/", handler.base)).send().await.is_err();
+    assert!(port_closed, "the port still answers after the exit");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn sigterm_ends_handler_exe_and_frees_the_port() {
+    let (logs, provider, mut handler) = started("sigterm").await;
+    // Windows has no SIGTERM: Wine ends the process at once, as TerminateProcess (what the
+    // Functions host does on Windows) would. What matters is that it is gone, port and all.
+    send(&handler, "-TERM");
+    handler.wait_exit().await;
+    let port_closed = client().get(format!("{}/", handler.base)).send().await.is_err();
+    assert!(port_closed, "the port still answers after the exit");
+    finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn missing_app_root_exits_1_naming_the_windows_path() {
+    let logs = log_dir("no-root");
+    let missing = windows_path(&logs.join("no-such-app"));
+    let mut proc = Handler::spawn("https://issuer.invalid/", &missing, free_port(), &logs);
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let exit = loop {
+        if let Some(status) = proc.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "handler.exe still running without an app root");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(1), "{exit}");
+    let log = proc.log_text();
+    assert!(log.contains(&format!("handler: start-up failed: {missing}: cannot list the app root")), "{log}");
+    drop(proc);
+    let _ = std::fs::remove_dir_all(logs);
+}
