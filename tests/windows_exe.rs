@@ -180,6 +180,9 @@ impl Handler {
             .env("FUNCTIONS_APP_ROOT_PATH", app_root)
             .env("AUTH_ISSUER", issuer)
             .env("AUTH_AUDIENCE", AUDIENCE)
+            // Each test's own key set snapshot folder (a Windows path), so no test starts
+            // from another's keys.
+            .env("AUTH_JWKS_SNAPSHOT_DIR", windows_path(&logs.join("snapshots")))
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(out)
@@ -319,6 +322,41 @@ async fn signing_keys_are_fetched_from_the_provider() {
     assert!(line.contains("jwks.keys=1"), "{line}");
     assert!(line.contains(kid), "the provider's key {kid} in {line}");
     finish(logs, provider, handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
+async fn restarted_with_the_provider_down_it_serves_from_the_key_set_snapshot() {
+    let (logs, provider, handler) = started("snapshot").await;
+    let token = provider.token(3600).await;
+    assert_eq!(call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await.status, 200);
+    // The snapshot is written on a background thread after the fetch: wait for it (bounded).
+    let snapshots = logs.join("snapshots");
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let written = || {
+        std::fs::read_dir(&snapshots).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("jwks-") && name.ends_with(".json")
+            })
+        })
+    };
+    while !written() {
+        assert!(Instant::now() < deadline, "no key set snapshot in {}", snapshots.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(handler);
+    let issuer = provider.issuer.clone();
+    drop(provider);
+
+    // Issuer gone: a new handler.exe answers from the snapshot, and says so.
+    let handler = Handler::start(&issuer, &logs).await;
+    let a = call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "Authentication successful"));
+    let line = handler.log_line("signing keys loaded from snapshot").await;
+    assert!(line.contains("jwks.age_s="), "{line}");
+    drop(handler);
+    let _ = std::fs::remove_dir_all(logs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
