@@ -23,6 +23,12 @@ pub enum AuthError {
     },
     /// No signing keys can be obtained, so no token can be checked.
     KeysUnavailable,
+    /// The DPoP proof is not acceptable (RFC 9449 `invalid_dpop_proof`).
+    InvalidDpopProof(ProofRejection),
+    /// Server nonces are on and the proof has no current one (RFC 9449 `use_dpop_nonce`).
+    UseDpopNonce,
+    /// The DPoP replay cache is full of live entries: refusing beats forgetting one.
+    Overloaded,
 }
 
 impl fmt::Display for AuthError {
@@ -30,6 +36,7 @@ impl fmt::Display for AuthError {
         match self {
             Self::InvalidRequest(_) => write!(f, "malformed authorization header: {}", self.reason()),
             Self::InvalidToken(_) => write!(f, "invalid token: {}", self.reason()),
+            Self::InvalidDpopProof(_) => write!(f, "invalid DPoP proof: {}", self.reason()),
             _ => f.write_str(self.reason()),
         }
     }
@@ -104,6 +111,16 @@ pub enum TokenRejection {
     /// A `cnf` (sender-constraint) member this request does not prove: accepting it as a
     /// plain bearer token would let a stolen bound token work from anywhere.
     UnverifiedBinding,
+    /// A Bearer token where the function requires DPoP.
+    DpopRequired,
+    /// The DPoP scheme where DPoP is off or `AUTH_PUBLIC_URL` is not set.
+    DpopNotEnabled,
+    /// The DPoP scheme with a token that has no `cnf.jkt`.
+    UnboundToken,
+    /// `cnf.jkt` is not the thumbprint of the proof key.
+    KeyBindingMismatch,
+    /// `cnf.x5t#S256` with no client certificate header, or another certificate.
+    CertificateMismatch,
 }
 
 impl TokenRejection {
@@ -128,9 +145,127 @@ impl TokenRejection {
             Self::NotYetValid => "not yet valid",
             Self::IssuedInFuture => "issued in the future",
             Self::UnverifiedBinding => "sender-constrained token without proof",
+            Self::DpopRequired => "bearer token where DPoP is required",
+            Self::DpopNotEnabled => "DPoP scheme while DPoP is not enabled",
+            Self::UnboundToken => "DPoP scheme with a token not bound to a key",
+            Self::KeyBindingMismatch => "token bound to another DPoP key",
+            Self::CertificateMismatch => "client certificate missing or not the bound one",
         }
     }
 }
+
+/// Why a DPoP proof was rejected (RFC 9449 §4.3). [`ProofRejection::reason`] is for logs;
+/// clients get one fixed text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
+pub enum ProofRejection {
+    /// No `DPoP` header.
+    Missing,
+    /// More than one `DPoP` header (or several joined into one line).
+    Several,
+    /// Longer than the cap; not parsed.
+    Oversized,
+    /// Not a compact JWS with JSON header and claims, or a claim missing or mistyped.
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    WrongType,
+    /// `alg` not in `AUTH_DPOP_ALGORITHMS` (never `none` or HMAC).
+    AlgorithmNotAllowed,
+    /// `jwk` missing, malformed, unsupported, or not of the `alg`'s type.
+    BadKey,
+    /// `jwk` holds private key members.
+    PrivateKey,
+    /// Not signed by its `jwk`.
+    BadSignature,
+    /// `htm` is not the request method.
+    WrongMethod,
+    /// `htu` is not this request's URL at a configured public origin.
+    WrongUrl,
+    /// `iat` older than `AUTH_DPOP_MAX_AGE_SECONDS`.
+    Stale,
+    /// `iat` in the future beyond the clock skew.
+    IssuedInFuture,
+    /// `ath` missing or not the hash of the access token.
+    WrongTokenHash,
+    /// `jti` already used.
+    Replayed,
+}
+
+impl ProofRejection {
+    /// A short fixed description, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "no DPoP proof",
+            Self::Several => "several DPoP proofs",
+            Self::Oversized => "oversized proof",
+            Self::Malformed => "malformed proof",
+            Self::WrongType => "proof typ is not dpop+jwt",
+            Self::AlgorithmNotAllowed => "proof algorithm not allowed",
+            Self::BadKey => "bad proof key",
+            Self::PrivateKey => "private key in proof",
+            Self::BadSignature => "bad proof signature",
+            Self::WrongMethod => "proof htm mismatch",
+            Self::WrongUrl => "proof htu mismatch",
+            Self::Stale => "proof too old",
+            Self::IssuedInFuture => "proof issued in the future",
+            Self::WrongTokenHash => "proof ath mismatch",
+            Self::Replayed => "proof replayed",
+        }
+    }
+}
+
+/// Which challenges a refused request gets (RFC 9449 §7.1): the scheme the request used,
+/// or, with no credentials, every scheme the function accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `Bearer realm=...` only.
+    Bearer,
+    /// `DPoP algs=...` only.
+    Dpop,
+    /// `Bearer realm=..., DPoP algs=...` (no credentials, DPoP allowed).
+    Both,
+}
+
+/// A refused request: the failure, the challenges to send, and a fresh `DPoP-Nonce` when
+/// server nonces are on and DPoP is offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What failed.
+    pub error: AuthError,
+    /// Which challenges go with it.
+    pub offer: Offer,
+    /// `DPoP-Nonce` value to send.
+    pub nonce: Option<HeaderValue>,
+}
+
+impl Refusal {
+    /// A refusal with the Bearer challenge only (no DPoP involved).
+    pub fn bearer(error: AuthError) -> Self {
+        Self { error, offer: Offer::Bearer, nonce: None }
+    }
+
+    /// The full HTTP answer.
+    pub fn into_response(self, challenges: &Challenges) -> Response<Body> {
+        let Self { error, offer, nonce } = self;
+        let challenge = match offer {
+            Offer::Bearer => challenges.header(&error),
+            Offer::Dpop | Offer::Both => challenges.dpop_header(&error, offer),
+        };
+        let mut response = error.into_response(challenges);
+        let headers = response.headers_mut();
+        headers.remove(header::WWW_AUTHENTICATE);
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(nonce) = nonce {
+            headers.insert(DPOP_NONCE, nonce);
+        }
+        response
+    }
+}
+
+/// The `DPoP-Nonce` response header (RFC 9449 §8).
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
 
 /// Fixed parts of every challenge, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +290,8 @@ pub struct Challenges {
     expired: Option<HeaderValue>,
     no_scope: Option<HeaderValue>,
     retry_after: HeaderValue,
+    /// `algs` of the DPoP challenge (`ES256 RS256 ...`); `None` when DPoP is never offered.
+    dpop_algs: Option<String>,
 }
 
 impl Challenges {
@@ -169,6 +306,28 @@ impl Challenges {
             no_scope: build(AuthError::InsufficientScope { scope: String::new() }),
             retry_after: HeaderValue::from(context.retry_after_secs.max(1)),
             context,
+            dpop_algs: None,
+        }
+    }
+
+    /// The same values, plus DPoP challenges naming `algs` (space-separated).
+    pub fn with_dpop(mut self, algs: &str) -> Self {
+        self.dpop_algs = Some(algs.to_owned());
+        self
+    }
+
+    /// The `WWW-Authenticate` value with a DPoP challenge (`Offer::Dpop`), or with both
+    /// (`Offer::Both`, which only a request without credentials gets). DPoP answers are
+    /// refusals only, so they are formatted here rather than prebuilt.
+    pub fn dpop_header(&self, error: &AuthError, offer: Offer) -> Option<HeaderValue> {
+        let Some(algs) = &self.dpop_algs else { return self.header(error) };
+        let dpop = error.dpop_challenge(&self.context, algs)?;
+        match offer {
+            Offer::Both => {
+                let bearer = AuthError::MissingToken.challenge(&self.context)?;
+                header_value(Some(format!("{bearer}, {dpop}")))
+            }
+            Offer::Dpop | Offer::Bearer => header_value(Some(dpop)),
         }
     }
 
@@ -183,11 +342,16 @@ impl Challenges {
             AuthError::MissingToken => self.missing_token.clone(),
             AuthError::InvalidRequest(_) => self.invalid_request.clone(),
             AuthError::InvalidToken(TokenRejection::Expired) => self.expired.clone(),
-            AuthError::InvalidToken(_) => self.invalid_token.clone(),
-            AuthError::InsufficientScope { scope } if scope.is_empty() => self.no_scope.clone(),
-            AuthError::InsufficientScope { .. } | AuthError::KeysUnavailable => {
+            AuthError::InvalidToken(TokenRejection::DpopRequired | TokenRejection::DpopNotEnabled) => {
                 header_value(error.challenge(&self.context))
             }
+            AuthError::InvalidToken(_) => self.invalid_token.clone(),
+            AuthError::InsufficientScope { scope } if scope.is_empty() => self.no_scope.clone(),
+            AuthError::InsufficientScope { .. }
+            | AuthError::KeysUnavailable
+            | AuthError::InvalidDpopProof(_)
+            | AuthError::UseDpopNonce
+            | AuthError::Overloaded => header_value(error.challenge(&self.context)),
         }
     }
 }
@@ -211,6 +375,9 @@ impl AuthError {
             Self::InvalidToken(rejection) => rejection.reason(),
             Self::InsufficientScope { .. } => "insufficient scope",
             Self::KeysUnavailable => "signing keys unavailable",
+            Self::InvalidDpopProof(rejection) => rejection.reason(),
+            Self::UseDpopNonce => "DPoP nonce missing or stale",
+            Self::Overloaded => "DPoP replay cache full",
         }
     }
 
@@ -218,9 +385,10 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidDpopProof(_) | Self::UseDpopNonce => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -229,6 +397,13 @@ impl AuthError {
             Self::MissingToken => MISSING_TOKEN_BODY,
             Self::InvalidRequest(_) => "Malformed Authorization header; expected: Authorization: Bearer <token>",
             Self::InvalidToken(TokenRejection::Expired) => "The access token expired",
+            Self::InvalidToken(TokenRejection::DpopRequired) => "This function requires a DPoP-bound access token",
+            Self::InvalidToken(TokenRejection::DpopNotEnabled) => {
+                "This function does not accept DPoP; use Authorization: Bearer"
+            }
+            Self::InvalidDpopProof(_) => "The DPoP proof is invalid",
+            Self::UseDpopNonce => "Resource server requires nonce in DPoP proof",
+            Self::Overloaded => "Too many requests are being checked; retry later",
             Self::InvalidToken(_) => "The access token is invalid",
             Self::InsufficientScope { .. } => "The access token does not grant access to this function",
             Self::KeysUnavailable => "Token signing keys are temporarily unavailable; retry later",
@@ -256,7 +431,33 @@ impl AuthError {
                 r#"Bearer realm="{realm}", error="insufficient_scope", error_description="{}"{metadata}, scope="{scope}""#,
                 self.client_text()
             )),
-            Self::KeysUnavailable => None,
+            Self::KeysUnavailable | Self::Overloaded => None,
+            Self::InvalidDpopProof(_) | Self::UseDpopNonce => Some(with_error("invalid_token")),
+        }
+    }
+
+    /// The `DPoP` challenge (RFC 9449 §7.1) for this failure: `algs`, then the error code
+    /// and fixed description as in [`AuthError::challenge`].
+    pub fn dpop_challenge(&self, context: &ChallengeContext, algs: &str) -> Option<String> {
+        let metadata = context
+            .resource_metadata
+            .as_deref()
+            .map(|url| format!(r#", resource_metadata="{url}""#))
+            .unwrap_or_default();
+        let with_error = |code: &str| {
+            format!(r#"DPoP algs="{algs}", error="{code}", error_description="{}"{metadata}"#, self.client_text())
+        };
+        match self {
+            Self::MissingToken => Some(format!(r#"DPoP algs="{algs}"{metadata}"#)),
+            Self::InvalidRequest(_) => Some(with_error("invalid_request")),
+            Self::InvalidToken(_) => Some(with_error("invalid_token")),
+            Self::InvalidDpopProof(_) => Some(with_error("invalid_dpop_proof")),
+            Self::UseDpopNonce => Some(with_error("use_dpop_nonce")),
+            Self::InsufficientScope { scope } if scope.is_empty() => Some(with_error("insufficient_scope")),
+            Self::InsufficientScope { scope } => {
+                Some(format!("{}, scope=\"{scope}\"", with_error("insufficient_scope")))
+            }
+            Self::KeysUnavailable | Self::Overloaded => None,
         }
     }
 
@@ -272,6 +473,9 @@ impl AuthError {
         }
         if self == Self::KeysUnavailable {
             headers.insert(header::RETRY_AFTER, challenges.retry_after.clone());
+        }
+        if self == Self::Overloaded {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -8,7 +8,8 @@
 //!   "permissions": { "all": ["read:orders"] },
 //!   "clients": ["m2m-client-id"],
 //!   "allowClientCredentials": true,
-//!   "issuers": ["https://my-tenant.eu.auth0.com/"]
+//!   "issuers": ["https://my-tenant.eu.auth0.com/"],
+//!   "dpop": "required"
 //! }
 //! ```
 //! or `{ "anonymous": true }`. A missing file means "any valid token".
@@ -16,6 +17,7 @@
 use serde::Deserialize;
 
 use super::Claims;
+use super::dpop::DpopMode;
 use crate::error::{AuthError, TokenRejection};
 
 /// Required values: every one of `all`, and at least one of `any` (when non-empty).
@@ -67,6 +69,8 @@ struct PolicyDoc {
     allow_client_credentials: Option<bool>,
     #[serde(default)]
     issuers: Option<Vec<String>>,
+    #[serde(default)]
+    dpop: Option<DpopMode>,
 }
 
 /// What a function requires of its callers.
@@ -94,6 +98,8 @@ pub struct TokenPolicy {
     pub allow_client_credentials: bool,
     /// Issuers accepted for this function; `None` accepts every configured issuer.
     pub issuers: Option<Vec<String>>,
+    /// DPoP for this function (`"dpop"`); `None` follows `AUTH_DPOP`.
+    pub dpop: Option<DpopMode>,
 }
 
 impl Policy {
@@ -105,9 +111,10 @@ impl Policy {
                 || !doc.permissions.is_empty()
                 || doc.clients.is_some()
                 || doc.allow_client_credentials.is_some()
-                || doc.issuers.is_some();
+                || doc.issuers.is_some()
+                || doc.dpop.is_some();
             if restricted {
-                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials or issuers".into());
+                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials, issuers or dpop".into());
             }
             return Ok(Self::Anonymous);
         }
@@ -130,6 +137,7 @@ impl Policy {
             clients: doc.clients,
             allow_client_credentials: doc.allow_client_credentials.unwrap_or(true),
             issuers: doc.issuers,
+            dpop: doc.dpop,
         }))
     }
 
@@ -143,6 +151,14 @@ impl Policy {
         match self {
             Self::Token(TokenPolicy { issuers: Some(issuers), .. }) => issuers,
             _ => &[],
+        }
+    }
+
+    /// The function's own DPoP mode (`"dpop"`), when set.
+    pub fn dpop(&self) -> Option<DpopMode> {
+        match self {
+            Self::Token(TokenPolicy { dpop, .. }) => *dpop,
+            _ => None,
         }
     }
 
@@ -236,6 +252,15 @@ mod tests {
         assert!(policy(json!({"anonymous": true})).is_anonymous());
         let err = Policy::parse(br#"{"anonymous": true, "scopes": {"all": ["a"]}}"#).unwrap_err();
         assert!(err.starts_with("anonymous"), "{err}");
+    }
+
+    #[test]
+    fn dpop_mode_per_function() {
+        assert_eq!(policy(json!({"dpop": "required"})).dpop(), Some(DpopMode::Required));
+        assert_eq!(policy(json!({"dpop": "off"})).dpop(), Some(DpopMode::Off));
+        assert_eq!(policy(json!({})).dpop(), None);
+        assert!(Policy::parse(br#"{"dpop": "sometimes"}"#).unwrap_err().contains("sometimes"));
+        assert!(Policy::parse(br#"{"anonymous": true, "dpop": "required"}"#).unwrap_err().starts_with("anonymous"));
     }
 
     #[test]
