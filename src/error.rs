@@ -247,15 +247,15 @@ impl Refusal {
     /// The full HTTP answer.
     pub fn into_response(self, challenges: &Challenges) -> Response<Body> {
         let Self { error, offer, nonce } = self;
-        let challenge = match offer {
-            Offer::Bearer => challenges.header(&error),
-            Offer::Dpop | Offer::Both => challenges.dpop_header(&error, offer),
-        };
+        // Bearer-only refusals are exactly the prebuilt answers (the common, measured path).
+        let dpop_challenge = (offer != Offer::Bearer).then(|| challenges.dpop_header(&error, offer));
         let mut response = error.into_response(challenges);
         let headers = response.headers_mut();
-        headers.remove(header::WWW_AUTHENTICATE);
-        if let Some(challenge) = challenge {
-            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        if let Some(challenge) = dpop_challenge {
+            headers.remove(header::WWW_AUTHENTICATE);
+            if let Some(challenge) = challenge {
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
+            }
         }
         if let Some(nonce) = nonce {
             headers.insert(DPOP_NONCE, nonce);
@@ -589,6 +589,58 @@ mod tests {
             let response = AuthError::KeysUnavailable.into_response(&challenges);
             assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         }
+    }
+
+    fn refused(error: AuthError, offer: Offer) -> Response<Body> {
+        let context = ChallengeContext { realm: "api".into(), retry_after_secs: 30, resource_metadata: None };
+        let nonce = Some(HeaderValue::from_static("n1"));
+        Refusal { error, offer, nonce }.into_response(&Challenges::new(context).with_dpop("ES256 RS256"))
+    }
+
+    fn challenge_of(response: &Response<Body>) -> &str {
+        response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap()
+    }
+
+    #[test]
+    fn proof_failure_is_401_invalid_dpop_proof_with_dpop_challenge_and_nonce() {
+        let response = refused(AuthError::InvalidDpopProof(ProofRejection::WrongUrl), Offer::Dpop);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenge_of(&response),
+            r#"DPoP algs="ES256 RS256", error="invalid_dpop_proof", error_description="The DPoP proof is invalid""#
+        );
+        assert_eq!(response.headers()[DPOP_NONCE], "n1");
+    }
+
+    #[test]
+    fn no_credentials_with_dpop_offered_gets_both_challenges() {
+        let response = refused(AuthError::MissingToken, Offer::Both);
+        assert_eq!(challenge_of(&response), r#"Bearer realm="api", DPoP algs="ES256 RS256""#);
+        assert_eq!(challenge_of(&refused(AuthError::MissingToken, Offer::Dpop)), r#"DPoP algs="ES256 RS256""#);
+    }
+
+    #[test]
+    fn use_dpop_nonce_is_401_with_its_own_error_code() {
+        let response = refused(AuthError::UseDpopNonce, Offer::Dpop);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(challenge_of(&response).contains(r#"error="use_dpop_nonce""#));
+    }
+
+    #[test]
+    fn bearer_refusal_is_the_prebuilt_answer() {
+        let response = refused(AuthError::InvalidToken(TokenRejection::UnverifiedBinding), Offer::Bearer);
+        assert_eq!(
+            challenge_of(&response),
+            r#"Bearer realm="api", error="invalid_token", error_description="The access token is invalid""#
+        );
+    }
+
+    #[test]
+    fn full_replay_cache_is_503_with_retry_after_and_no_challenge() {
+        let response = refused(AuthError::Overloaded, Offer::Dpop);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]
