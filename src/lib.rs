@@ -13,7 +13,8 @@
 //!   HTTP functions and the one for other triggers.
 //! - [`protocol`]: the invocation envelope, converted to and from `http` types and binding
 //!   values at the edge (imports nothing of the app).
-//! - [`auth`]: bearer parsing, signing keys, token verification, verified-token cache.
+//! - [`auth`]: bearer parsing, signing keys, token verification, verified-token cache,
+//!   DPoP proofs (RFC 9449) and sender-constrained tokens (`cnf`, RFC 8705).
 //! - [`metadata`]: optional RFC 9728 protected-resource metadata.
 //! - [`error`]: the failure → status / `WWW-Authenticate` table (RFC 6750).
 //! - [`functions`]: [`functions::Functions`], axum handlers registered by function name;

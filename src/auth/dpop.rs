@@ -493,6 +493,8 @@ impl fmt::Debug for Nonces {
     }
 }
 
+/// Domain separation for the nonce HMAC: a secret reused for anything else can never make
+/// a valid nonce, and changing the label invalidates every nonce issued before.
 const NONCE_LABEL: &[u8] = b"azfn-auth dpop nonce v1";
 
 impl Nonces {
