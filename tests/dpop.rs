@@ -82,7 +82,11 @@ impl DpopClient {
     /// RFC 7638 thumbprint, computed here independently of the library: the required
     /// members in lexicographic order (serde_json's map is sorted), no whitespace.
     fn jkt(&self) -> String {
-        let required: &[&str] = if self.jwk["kty"] == "RSA" { &["e", "kty", "n"] } else { &["crv", "kty", "x", "y"] };
+        let required: &[&str] = match self.jwk["kty"].as_str() {
+            Some("RSA") => &["e", "kty", "n"],
+            Some("OKP") => &["crv", "kty", "x"],
+            _ => &["crv", "kty", "x", "y"],
+        };
         let mut canonical = serde_json::Map::new();
         for member in required {
             canonical.insert((*member).to_owned(), self.jwk[*member].clone());
@@ -286,6 +290,31 @@ async fn dpop_with_rs256_proof_and_bound_token_is_200() {
     let token = world.bound_token(&client);
     let proof = client.proof("GET", URL, &token);
     assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await);
+}
+
+#[tokio::test]
+async fn dpop_with_ps256_and_eddsa_proofs_is_200() {
+    let world = World::start(HostMode::Invocation, dpop_config).await;
+    let ps256 = DpopClient::new(Algorithm::PS256, EncodingKey::from_rsa_pem(fixture("rsa-b.pem").as_bytes()).unwrap());
+    let eddsa = DpopClient::new(Algorithm::EdDSA, EncodingKey::from_ed_pem(fixture("ed25519.pem").as_bytes()).unwrap());
+    for client in [ps256, eddsa] {
+        let token = world.bound_token(&client);
+        let proof = client.proof("GET", URL, &token);
+        assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await);
+    }
+}
+
+#[tokio::test]
+async fn every_configured_public_origin_is_accepted_in_htu() {
+    let world = World::start(HostMode::Invocation, |c| {
+        c.dpop.public_origins = vec![ORIGIN.to_owned(), "https://api.example.com".to_owned()];
+    })
+    .await;
+    let token = world.bound_token(&world.client);
+    for url in [URL, "https://api.example.com/api/api-a"] {
+        let proof = world.client.proof("GET", url, &token);
+        assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await);
+    }
 }
 
 #[tokio::test]
