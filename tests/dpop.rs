@@ -183,6 +183,7 @@ struct Outcome {
     status: u16,
     challenge: Option<String>,
     nonce: Option<String>,
+    retry_after: Option<String>,
     body: String,
     /// The decision reason from the invocation `Logs` (empty outside invocation mode).
     reason: String,
@@ -218,6 +219,7 @@ async fn invoke_as(router: &Router, method: &str, url: &str, headers: &[(&str, &
         status: res["statusCode"].as_u64().unwrap() as u16,
         challenge: header("www-authenticate"),
         nonce: header("dpop-nonce"),
+        retry_after: header("retry-after"),
         body: res["body"].as_str().unwrap_or_default().to_owned(),
         reason: reason.to_owned(),
     }
@@ -234,6 +236,7 @@ async fn forward(world: &World, headers: &[(&str, &str)]) -> Outcome {
         status: answer.status.as_u16(),
         challenge: answer.challenge().map(str::to_owned),
         nonce: answer.header("dpop-nonce").map(str::to_owned),
+        retry_after: answer.header("retry-after").map(str::to_owned),
         body: answer.body,
         reason: String::new(),
     }
@@ -577,6 +580,28 @@ async fn replayed_proof_is_401_invalid_dpop_proof() {
     assert_allowed(&invoke(&world, &headers).await);
     assert_proof_refused(&invoke(&world, &headers).await, "proof replayed");
     assert_eq!(world.state.auth.remembered_proofs(), 1);
+}
+
+#[tokio::test]
+async fn full_replay_cache_is_503_with_retry_after_rather_than_forgetting_a_live_proof() {
+    let world = World::start(HostMode::Forwarding, |c| {
+        dpop_config(c);
+        c.dpop.replay_entries = 1;
+    })
+    .await;
+    let token = world.bound_token(&world.client);
+    let auth = dpop_auth(&token);
+    let first = world.client.proof("GET", URL, &token);
+    assert_allowed(&forward(&world, &[("authorization", &auth), ("dpop", &first)]).await);
+    let second = world.client.proof("GET", URL, &token);
+    let outcome = forward(&world, &[("authorization", &auth), ("dpop", &second)]).await;
+    assert_eq!(outcome.status, 503);
+    assert_eq!(outcome.challenge, None);
+    assert_eq!(outcome.retry_after.as_deref(), Some("1"));
+    assert_eq!(outcome.body, "Too many requests are being checked; retry later");
+    assert_eq!(world.state.auth.remembered_proofs(), 1);
+    // The remembered proof is still refused as a replay, not forgotten.
+    assert_eq!(forward(&world, &[("authorization", &auth), ("dpop", &first)]).await.status, 401);
 }
 
 #[tokio::test]
