@@ -18,7 +18,9 @@
 #   BENCH_ROUNDS=1         repeat all load cases; the table shows each case's median round
 #   BENCH_CONNECTIONS=50   wrk connections              BENCH_COLD_RUNS=20  cold starts per server
 #   BENCH_CASES="..."      subset of: bare bare-none hit inline miss badsig randkid none malformed invocation
-#                          cold size rss   (default: all)
+#                          dpop cold size rss   (default: all)
+#   BENCH_DPOP_RATE=25000  DPoP proofs signed per second of warm-up/measurement (each request
+#                          needs an unused one; run out and the replays show as non-2xx)
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1  cores for taskset
 #   BENCH_SCHED=rt         scheduling of servers and load generator: rt (SCHED_FIFO 50 via
 #                          chrt, root only: on a shared machine other jobs otherwise delay
@@ -40,7 +42,8 @@ WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNECTIONS:-50}
 COLD_RUNS=${BENCH_COLD_RUNS:-20}
 ROUNDS=${BENCH_ROUNDS:-1}
-CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation cold size rss"}
+CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation dpop cold size rss"}
+DPOP_RATE=${BENCH_DPOP_RATE:-25000}
 SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
 SCHED=${BENCH_SCHED:-rt}
@@ -143,6 +146,14 @@ SERVER_PID=
 start_server() { # kind log
   local kind=$1 log=$2 port
   case $kind in
+    handler-dpop)
+      # DPoP on: proofs name this origin; the replay cache holds every proof of the case.
+      port=$P_HANDLER
+      env FUNCTIONS_CUSTOMHANDLER_PORT="$port" FUNCTIONS_APP_ROOT_PATH="$ROOT" AUTH_ISSUER="$ISSUER" \
+        AUTH_AUDIENCE="$AUDIENCE" RUST_LOG="${BENCH_RUST_LOG:-info}" AUTH_PUBLIC_URL="http://127.0.0.1:$port" \
+        AUTH_DPOP_REPLAY_CACHE_ENTRIES=10000000 \
+        "${PRIO[@]}" taskset -c "$SCPU" "$HANDLER" >"$log" 2>&1 &
+      ;;
     handler)
       port=$P_HANDLER
       env FUNCTIONS_CUSTOMHANDLER_PORT="$port" FUNCTIONS_APP_ROOT_PATH="$ROOT" AUTH_ISSUER="$ISSUER" \
@@ -177,12 +188,18 @@ run_case() { # name kind path tokens_file body_file header expect(2xx|non2xx)
   start_server "$kind" "$LOGS/$name.log"
   local args=(-t1 -c"$CONNS" --timeout 5s -s "$ROOT/bench/wrk.lua")
   [[ -n "$header" ]] && args+=(-H "Authorization: $header")
+  # DPoP: one bound token, and a proof never used before on every request.
+  local warm_env=(WRK_TOKENS="$tokens" WRK_BODY="$body") measure_env=(WRK_TOKENS="$tokens" WRK_BODY="$body")
+  if [[ $kind == handler-dpop ]]; then
+    warm_env+=(WRK_DPOP_TOKEN="$DATA/dpop-token.txt" WRK_PROOFS="$DATA/dpop-warmup.txt")
+    measure_env+=(WRK_DPOP_TOKEN="$DATA/dpop-token.txt" WRK_PROOFS="$DATA/dpop-proofs.txt")
+  fi
   if (( WARMUP > 0 )); then
-    WRK_TOKENS=$tokens WRK_BODY=$body on_client wrk "${args[@]}" -d"${WARMUP}s" "$SERVER_URL$path" >/dev/null
+    on_client env "${warm_env[@]}" wrk "${args[@]}" -d"${WARMUP}s" "$SERVER_URL$path" >/dev/null
   fi
   before=$(jwks_fetches)
   local ticks=$(cpu_ticks "$SERVER_PID")
-  out=$(WRK_TOKENS=$tokens WRK_BODY=$body on_client wrk "${args[@]}" -d"${DURATION}s" "$SERVER_URL$path")
+  out=$(on_client env "${measure_env[@]}" wrk "${args[@]}" -d"${DURATION}s" "$SERVER_URL$path")
   after=$(jwks_fetches)
   ticks=$(( $(cpu_ticks "$SERVER_PID") - ticks ))
   stop "$SERVER_PID"
@@ -214,6 +231,14 @@ for round in $(seq 1 "$ROUNDS"); do
   run_case none handler /api/api-a "" "" "" non2xx
   run_case malformed handler /api/api-a "" "" "Bearer a b" non2xx
   run_case invocation handler /api-a "" "$DATA/envelope.json" "" 2xx
+  if want dpop; then
+    # Signed now: proofs are only accepted for AUTH_DPOP_MAX_AGE_SECONDS (300) after `iat`.
+    note "signing DPoP proofs ($DPOP_RATE per second of load)"
+    "$REL/bench-tool" dpop --key tests/fixtures/rsa-a.pem --proof-key tests/fixtures/ec-p256.pem \
+      --issuer "$ISSUER" --audience "$AUDIENCE" --url "http://127.0.0.1:$P_HANDLER/api/api-a" --out "$DATA" \
+      --n $((DPOP_RATE * DURATION)) --warmup $((DPOP_RATE * WARMUP)) >&2
+  fi
+  run_case dpop handler-dpop /api/api-a "" "" "" 2xx
 done
 
 # Each case's median round by req/s (the upper middle one for an even count).
@@ -255,6 +280,9 @@ row bare-none "bare axum 200 (no Authorization)" "" ""
 row none "4. no Authorization header" bare-none 0.9
 row malformed "4. malformed header (Bearer a b)" bare-none 0.9
 row invocation "5. invocation envelope, same token" hit 0.7
+# An ES256 verification costs about 3.5 RSA-2048 ones (`openssl speed`: 57 µs against 16 µs on
+# the 2-core VM), and a DPoP request needs one per request, so it cannot come near a miss.
+row dpop "8. DPoP: same token, fresh ES256 proof" miss 0.4
 echo "(CPU: server CPU time / wall time; µs/req: server CPU time per request, all threads)"
 echo
 if [[ -n "${RES[randkid]:-}" ]]; then

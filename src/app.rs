@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::auth::Claims;
-use crate::error::{AuthError, Challenges};
+use crate::error::{Challenges, Refusal};
 use crate::extract::{Invocation, OutputData, Outputs};
 use crate::functions::{self, BoxedHandler, Functions};
 use crate::layout::{AppLayout, Direction, FunctionSpec, RouteMatch};
@@ -96,6 +96,12 @@ pub enum UnknownFunction {
         /// The issuer named by its policy.
         issuer: String,
     },
+    /// A policy requires DPoP but `AUTH_PUBLIC_URL` (which proofs are checked against) is not set.
+    #[error("{name}/auth.json: \"dpop\": \"required\" needs AUTH_PUBLIC_URL to be set (the URL DPoP proofs name)")]
+    DpopWithoutPublicUrl {
+        /// The function's folder name.
+        name: String,
+    },
     /// An `auth.json` beside a non-HTTP trigger, which the host calls without a token.
     #[error(
         "{name}/auth.json: {trigger} functions are called by the host, not by clients with tokens; remove auth.json"
@@ -152,6 +158,9 @@ impl AppState {
                     trigger: function.trigger_type.clone(),
                 });
             }
+            if function.policy.dpop() == Some(crate::auth::dpop::DpopMode::Required) && !auth.dpop_enabled() {
+                return Err(UnknownFunction::DpopWithoutPublicUrl { name: function.name.clone() });
+            }
             if let Some(issuer) = function.policy.issuers().iter().find(|i| !auth.issuers().any(|c| c == i.as_str())) {
                 return Err(UnknownFunction::UnknownIssuer { name: function.name.clone(), issuer: issuer.clone() });
             }
@@ -166,7 +175,10 @@ impl AppState {
             auth.resource().map(|resource| ResourceMetadata::new(resource, auth.issuers(), &layout));
         let mut challenge = auth.challenge_context();
         challenge.resource_metadata = resource_metadata.as_ref().map(|m| m.url.clone());
-        let challenges = Challenges::new(challenge);
+        let mut challenges = Challenges::new(challenge);
+        if auth.dpop_enabled() {
+            challenges = challenges.with_dpop(auth.dpop_algs());
+        }
         Ok(Self { auth, layout, endpoints, max_body_bytes, resource_metadata, challenges })
     }
 }
@@ -267,16 +279,21 @@ pub async fn run_function(
         },
     };
     let started = Instant::now();
+    let mut next_nonce = None;
     let claims = if spec.policy.is_anonymous() {
         None
     } else {
-        let claims = match state.auth.authenticate(&parts.headers).await {
-            Ok(claims) => claims,
-            Err(error) => return deny(state, &spec.name, error, None, started, logs),
+        let mode = state.auth.dpop_mode(spec.policy.dpop());
+        let authenticated = match state.auth.authenticate_request(&parts, mode).await {
+            Ok(authenticated) => authenticated,
+            Err(refusal) => return deny(state, &spec.name, refusal, None, started, logs),
         };
+        let claims = authenticated.claims;
         if let Err(error) = spec.policy.check(&claims, crate::auth::unix_now(), state.auth.clock_skew()) {
-            return deny(state, &spec.name, error, Some(&claims), started, logs);
+            let refusal = state.auth.refusal(error, Some(authenticated.scheme), mode);
+            return deny(state, &spec.name, refusal, Some(&claims), started, logs);
         }
+        next_nonce = authenticated.nonce;
         Some(claims)
     };
     let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
@@ -291,7 +308,10 @@ pub async fn run_function(
     }
     extensions.insert(values);
     extensions.insert(Invocation { function: name.clone(), inputs, payload: None, metadata: None, logs: sink.clone() });
-    let response = handler(request).await;
+    let mut response = handler(request).await;
+    if let Some(nonce) = next_nonce {
+        response.headers_mut().insert(crate::error::DPOP_NONCE, nonce);
+    }
     let (outcome, reason) =
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
     let status = response.status().as_u16();
@@ -548,14 +568,15 @@ impl<'a> Caller<'a> {
 fn deny(
     state: &AppState,
     function: &str,
-    error: AuthError,
+    refusal: Refusal,
     claims: Option<&Claims>,
     started: Instant,
     logs: Option<&mut Vec<String>>,
 ) -> Response<Body> {
+    let error = &refusal.error;
     let (status, reason, caller) = (error.status().as_u16(), error.reason(), Caller::of(&state.auth, claims));
     Decision { function, outcome: "denied", status, reason, caller, started }.record(logs);
-    error.into_response(&state.challenges)
+    refusal.into_response(&state.challenges)
 }
 
 /// One authentication decision, as logged.

@@ -23,6 +23,13 @@
 //! | `AUTH_TOKEN_CACHE_ENTRIES` | `1000` | most verified tokens remembered |
 //! | `AUTH_REQUIRE_AT_JWT` | `false` | accept only RFC 9068 access tokens (`typ: at+jwt`) |
 //! | `AUTH_RESOURCE` | – | this API's resource identifier (https URL); publishes RFC 9728 metadata when set |
+//! | `AUTH_DPOP` | `allowed` | DPoP (RFC 9449): `allowed` (Bearer and DPoP; `cnf.jkt` tokens only with DPoP), `required` (Bearer refused), `off`; `auth.json` `"dpop"` overrides per function |
+//! | `AUTH_PUBLIC_URL` | – | this app's public origin(s), comma-separated (`https://my-app.azurewebsites.net`): DPoP `htu` is one of them plus the request path, never the `Host` header; DPoP needs it |
+//! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only) |
+//! | `AUTH_DPOP_MAX_AGE_SECONDS` | `300` | oldest DPoP proof accepted (`iat`); `AUTH_CLOCK_SKEW_SECONDS` ahead (1–3600) |
+//! | `AUTH_DPOP_REPLAY_CACHE_ENTRIES` | `100000` | most DPoP proof ids (`jti`) remembered, per instance; when full of live ones, new proofs get 503 |
+//! | `AUTH_DPOP_NONCE_SECRET` | – | turns on server nonces: HMAC key (32+ characters) shared by all instances |
+//! | `AUTH_CLIENT_CERT_HEADER` | – | header carrying the client certificate (base64 DER, App Service: `X-ARR-ClientCert`) for `cnf.x5t#S256` tokens (RFC 8705); unset: such tokens are refused |
 //! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body (forwarded request or invocation envelope) |
 
 use std::path::PathBuf;
@@ -155,6 +162,10 @@ pub struct AuthConfig {
     pub resource: Option<Url>,
     /// Where key set snapshots are written and read.
     pub snapshots: SnapshotDir,
+    /// DPoP (RFC 9449) settings.
+    pub dpop: crate::auth::dpop::DpopSettings,
+    /// Header carrying the client certificate for `cnf.x5t#S256` tokens; `None` refuses them.
+    pub client_cert_header: Option<http::HeaderName>,
 }
 
 impl AuthConfig {
@@ -173,6 +184,8 @@ impl AuthConfig {
             require_access_token_type: false,
             resource: None,
             snapshots: SnapshotDir::Off,
+            dpop: crate::auth::dpop::DpopSettings::default(),
+            client_cert_header: None,
         }
     }
 }
@@ -239,6 +252,8 @@ impl Config {
         let require_access_token_type = boolean(&get, "AUTH_REQUIRE_AT_JWT")?;
         let resource = get("AUTH_RESOURCE").map(|r| check_url("AUTH_RESOURCE", &r)).transpose()?;
         let snapshots = snapshot_dir(&get);
+        let dpop = dpop_settings(&get)?;
+        let client_cert_header = client_cert_header(&get)?;
 
         Ok(Self {
             port,
@@ -257,6 +272,8 @@ impl Config {
                 require_access_token_type,
                 resource,
                 snapshots,
+                dpop,
+                client_cert_header,
             },
         })
     }
@@ -274,6 +291,81 @@ fn snapshot_dir(get: &impl Fn(&str) -> Option<String>) -> SnapshotDir {
                 .map(|home| PathBuf::from(home).join("data").join("azfn-auth")),
         },
     }
+}
+
+/// `AUTH_DPOP`, `AUTH_PUBLIC_URL` and `AUTH_DPOP_*`.
+fn dpop_settings(get: &impl Fn(&str) -> Option<String>) -> Result<crate::auth::dpop::DpopSettings, ConfigError> {
+    use crate::auth::dpop::{self, DpopMode, DpopSettings, NonceSecret};
+    let defaults = DpopSettings::default();
+    let mode = match get("AUTH_DPOP") {
+        None => defaults.mode,
+        Some(v) => DpopMode::parse(&v).ok_or_else(|| bad("AUTH_DPOP", "must be allowed, required or off"))?,
+    };
+    let mut public_origins = Vec::new();
+    for origin in list(get("AUTH_PUBLIC_URL")) {
+        check_url("AUTH_PUBLIC_URL", &origin)?;
+        let Some(origin) = dpop::normalize_origin(&origin) else {
+            return Err(bad(
+                "AUTH_PUBLIC_URL",
+                "each entry must be an origin (scheme://host[:port]) without path or query",
+            ));
+        };
+        if !public_origins.contains(&origin) {
+            public_origins.push(origin);
+        }
+    }
+    if mode == DpopMode::Required && public_origins.is_empty() {
+        return Err(bad("AUTH_PUBLIC_URL", "required when AUTH_DPOP is required: DPoP proofs name this URL"));
+    }
+    let algorithms = match get("AUTH_DPOP_ALGORITHMS") {
+        None => defaults.algorithms,
+        Some(raw) => {
+            let names = list(Some(raw));
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                let Some(alg) = crate::auth::keys::asymmetric_alg(&name) else {
+                    return Err(bad(
+                        "AUTH_DPOP_ALGORITHMS",
+                        format!(
+                            "{name:?} is not allowed; use ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512 or EdDSA"
+                        ),
+                    ));
+                };
+                out.push(alg);
+            }
+            if out.is_empty() {
+                return Err(bad("AUTH_DPOP_ALGORITHMS", "must name at least one algorithm"));
+            }
+            out
+        }
+    };
+    let max_age = number(get, "AUTH_DPOP_MAX_AGE_SECONDS", defaults.max_age.as_secs() as usize, 1, 3_600)?;
+    let replay_entries = number(get, "AUTH_DPOP_REPLAY_CACHE_ENTRIES", defaults.replay_entries, 1_000, 10_000_000)?;
+    let nonce_secret = match get("AUTH_DPOP_NONCE_SECRET") {
+        None => None,
+        Some(secret) if secret.len() < dpop::MIN_NONCE_SECRET_BYTES => {
+            return Err(bad("AUTH_DPOP_NONCE_SECRET", "must be at least 32 characters (a random secret)"));
+        }
+        Some(secret) => Some(NonceSecret(secret.into_bytes())),
+    };
+    Ok(DpopSettings {
+        mode,
+        public_origins,
+        algorithms,
+        max_age: Duration::from_secs(max_age as u64),
+        replay_entries,
+        nonce_secret,
+    })
+}
+
+/// `AUTH_CLIENT_CERT_HEADER`: a header name.
+fn client_cert_header(get: &impl Fn(&str) -> Option<String>) -> Result<Option<http::HeaderName>, ConfigError> {
+    get("AUTH_CLIENT_CERT_HEADER")
+        .map(|name| {
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("AUTH_CLIENT_CERT_HEADER", "must be an HTTP header name such as X-ARR-ClientCert"))
+        })
+        .transpose()
 }
 
 fn parse_port(variable: &'static str, value: &str) -> Result<u16, ConfigError> {
@@ -669,5 +761,60 @@ mod tests {
         );
         assert_eq!(with(&[("AUTH_JWKS_SNAPSHOT_DIR", "OFF")]), SnapshotDir::Off);
         assert_eq!(with(&[("AUTH_JWKS_SNAPSHOT_DIR", "/srv/keys")]), SnapshotDir::Dir(PathBuf::from("/srv/keys")));
+    }
+
+    #[test]
+    fn dpop_defaults_to_allowed_with_the_common_algorithms_and_no_origin() {
+        let c = config(&BASE).unwrap();
+        assert_eq!(c.auth.dpop.mode, crate::auth::dpop::DpopMode::Allowed);
+        assert!(c.auth.dpop.public_origins.is_empty());
+        assert_eq!(
+            c.auth.dpop.algorithms,
+            vec![Algorithm::ES256, Algorithm::RS256, Algorithm::PS256, Algorithm::EdDSA]
+        );
+        assert_eq!(c.auth.dpop.max_age, Duration::from_secs(300));
+        assert!(c.auth.dpop.nonce_secret.is_none());
+        assert!(c.auth.client_cert_header.is_none());
+    }
+
+    #[test]
+    fn dpop_required_without_public_url_names_auth_public_url() {
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_DPOP", "required"));
+        assert_eq!(err(&vars).variable, "AUTH_PUBLIC_URL");
+        vars.push(("AUTH_PUBLIC_URL", "https://My-App.azurewebsites.net, http://localhost:7071"));
+        let c = config(&vars).unwrap();
+        assert_eq!(c.auth.dpop.public_origins, ["https://my-app.azurewebsites.net", "http://localhost:7071"]);
+    }
+
+    #[test]
+    fn dpop_settings_are_checked_and_errors_name_the_variable() {
+        for (name, value) in [
+            ("AUTH_DPOP", "on"),
+            ("AUTH_PUBLIC_URL", "https://app.example/base"),
+            ("AUTH_PUBLIC_URL", "http://app.example"),
+            ("AUTH_PUBLIC_URL", "https://app.example/?q=1"),
+            ("AUTH_DPOP_ALGORITHMS", "HS256"),
+            ("AUTH_DPOP_ALGORITHMS", "none"),
+            ("AUTH_DPOP_MAX_AGE_SECONDS", "0"),
+            ("AUTH_DPOP_REPLAY_CACHE_ENTRIES", "10"),
+            ("AUTH_DPOP_NONCE_SECRET", "short"),
+            ("AUTH_CLIENT_CERT_HEADER", "bad header"),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push((name, value));
+            let error = err(&vars);
+            assert_eq!(error.variable, name, "{value}");
+            assert!(!error.to_string().contains("short"), "secrets are never echoed");
+        }
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_DPOP_ALGORITHMS", "ES256, RS256"));
+        vars.push(("AUTH_DPOP_NONCE_SECRET", "0123456789abcdef0123456789abcdef"));
+        vars.push(("AUTH_CLIENT_CERT_HEADER", "X-ARR-ClientCert"));
+        let c = config(&vars).unwrap();
+        assert_eq!(c.auth.dpop.algorithms, vec![Algorithm::ES256, Algorithm::RS256]);
+        assert!(c.auth.dpop.nonce_secret.is_some());
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "Debug never prints the nonce secret");
+        assert_eq!(c.auth.client_cert_header.unwrap(), "x-arr-clientcert");
     }
 }

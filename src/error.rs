@@ -26,6 +26,12 @@ pub enum AuthError {
     /// The token is valid but the login behind it is too weak or too old for this function
     /// (RFC 9470): a new login meeting the demand cures it.
     InsufficientUserAuthentication(StepUp),
+    /// The DPoP proof is not acceptable (RFC 9449 `invalid_dpop_proof`).
+    InvalidDpopProof(ProofRejection),
+    /// Server nonces are on and the proof has no current one (RFC 9449 `use_dpop_nonce`).
+    UseDpopNonce,
+    /// The DPoP replay cache is full of live entries: refusing beats forgetting one.
+    Overloaded,
 }
 
 impl fmt::Display for AuthError {
@@ -34,6 +40,7 @@ impl fmt::Display for AuthError {
             Self::InvalidRequest(_) => write!(f, "malformed authorization header: {}", self.reason()),
             Self::InvalidToken(_) => write!(f, "invalid token: {}", self.reason()),
             Self::InsufficientUserAuthentication(_) => write!(f, "insufficient user authentication: {}", self.reason()),
+            Self::InvalidDpopProof(_) => write!(f, "invalid DPoP proof: {}", self.reason()),
             _ => f.write_str(self.reason()),
         }
     }
@@ -111,6 +118,16 @@ pub enum TokenRejection {
     /// `auth_time` in the future (beyond the skew), on a function with `maxAge`: no login
     /// happens later than now, so the token is defective, not merely old.
     AuthenticatedInFuture,
+    /// A Bearer token where the function requires DPoP.
+    DpopRequired,
+    /// The DPoP scheme where DPoP is off or `AUTH_PUBLIC_URL` is not set.
+    DpopNotEnabled,
+    /// The DPoP scheme with a token that has no `cnf.jkt`.
+    UnboundToken,
+    /// `cnf.jkt` is not the thumbprint of the proof key.
+    KeyBindingMismatch,
+    /// `cnf.x5t#S256` with no client certificate header, or another certificate.
+    CertificateMismatch,
 }
 
 impl TokenRejection {
@@ -135,6 +152,11 @@ impl TokenRejection {
             Self::NotYetValid => "not yet valid",
             Self::IssuedInFuture => "issued in the future",
             Self::UnverifiedBinding => "sender-constrained token without proof",
+            Self::DpopRequired => "bearer token where DPoP is required",
+            Self::DpopNotEnabled => "DPoP scheme while DPoP is not enabled",
+            Self::UnboundToken => "DPoP scheme with a token not bound to a key",
+            Self::KeyBindingMismatch => "token bound to another DPoP key",
+            Self::CertificateMismatch => "client certificate missing or not the bound one",
             Self::AuthenticatedInFuture => "auth_time in the future",
         }
     }
@@ -179,6 +201,119 @@ impl Shortfall {
     }
 }
 
+/// Why a DPoP proof was rejected (RFC 9449 §4.3). [`ProofRejection::reason`] is for logs;
+/// clients get one fixed text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
+pub enum ProofRejection {
+    /// No `DPoP` header.
+    Missing,
+    /// More than one `DPoP` header (or several joined into one line).
+    Several,
+    /// Longer than the cap; not parsed.
+    Oversized,
+    /// Not a compact JWS with JSON header and claims, or a claim missing or mistyped.
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    WrongType,
+    /// `alg` not in `AUTH_DPOP_ALGORITHMS` (never `none` or HMAC).
+    AlgorithmNotAllowed,
+    /// `jwk` missing, malformed, unsupported, or not of the `alg`'s type.
+    BadKey,
+    /// `jwk` holds private key members.
+    PrivateKey,
+    /// Not signed by its `jwk`.
+    BadSignature,
+    /// `htm` is not the request method.
+    WrongMethod,
+    /// `htu` is not this request's URL at a configured public origin.
+    WrongUrl,
+    /// `iat` older than `AUTH_DPOP_MAX_AGE_SECONDS`.
+    Stale,
+    /// `iat` in the future beyond the clock skew.
+    IssuedInFuture,
+    /// `ath` missing or not the hash of the access token.
+    WrongTokenHash,
+    /// `jti` already used.
+    Replayed,
+}
+
+impl ProofRejection {
+    /// A short fixed description, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "no DPoP proof",
+            Self::Several => "several DPoP proofs",
+            Self::Oversized => "oversized proof",
+            Self::Malformed => "malformed proof",
+            Self::WrongType => "proof typ is not dpop+jwt",
+            Self::AlgorithmNotAllowed => "proof algorithm not allowed",
+            Self::BadKey => "bad proof key",
+            Self::PrivateKey => "private key in proof",
+            Self::BadSignature => "bad proof signature",
+            Self::WrongMethod => "proof htm mismatch",
+            Self::WrongUrl => "proof htu mismatch",
+            Self::Stale => "proof too old",
+            Self::IssuedInFuture => "proof issued in the future",
+            Self::WrongTokenHash => "proof ath mismatch",
+            Self::Replayed => "proof replayed",
+        }
+    }
+}
+
+/// Which challenges a refused request gets (RFC 9449 §7.1): the scheme the request used,
+/// or, with no credentials, every scheme the function accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `Bearer realm=...` only.
+    Bearer,
+    /// `DPoP algs=...` only.
+    Dpop,
+    /// `Bearer realm=..., DPoP algs=...` (no credentials, DPoP allowed).
+    Both,
+}
+
+/// A refused request: the failure, the challenges to send, and a fresh `DPoP-Nonce` when
+/// server nonces are on and DPoP is offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What failed.
+    pub error: AuthError,
+    /// Which challenges go with it.
+    pub offer: Offer,
+    /// `DPoP-Nonce` value to send.
+    pub nonce: Option<HeaderValue>,
+}
+
+impl Refusal {
+    /// A refusal with the Bearer challenge only (no DPoP involved).
+    pub fn bearer(error: AuthError) -> Self {
+        Self { error, offer: Offer::Bearer, nonce: None }
+    }
+
+    /// The full HTTP answer.
+    pub fn into_response(self, challenges: &Challenges) -> Response<Body> {
+        let Self { error, offer, nonce } = self;
+        // Bearer-only refusals are exactly the prebuilt answers (the common, measured path).
+        let dpop_challenge = (offer != Offer::Bearer).then(|| challenges.dpop_header(&error, offer));
+        let mut response = error.into_response(challenges);
+        let headers = response.headers_mut();
+        if let Some(challenge) = dpop_challenge {
+            headers.remove(header::WWW_AUTHENTICATE);
+            if let Some(challenge) = challenge {
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+        }
+        if let Some(nonce) = nonce {
+            headers.insert(DPOP_NONCE, nonce);
+        }
+        response
+    }
+}
+
+/// The `DPoP-Nonce` response header (RFC 9449 §8).
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
 /// Fixed parts of every challenge, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeContext {
@@ -203,6 +338,8 @@ pub struct Challenges {
     expired: Option<HeaderValue>,
     no_scope: Option<HeaderValue>,
     retry_after: HeaderValue,
+    /// `algs` of the DPoP challenge (`ES256 RS256 ...`); `None` when DPoP is never offered.
+    dpop_algs: Option<String>,
 }
 
 impl Challenges {
@@ -217,6 +354,28 @@ impl Challenges {
             no_scope: build(AuthError::InsufficientScope { scope: String::new() }),
             retry_after: HeaderValue::from(context.retry_after_secs.max(1)),
             context,
+            dpop_algs: None,
+        }
+    }
+
+    /// The same values, plus DPoP challenges naming `algs` (space-separated).
+    pub fn with_dpop(mut self, algs: &str) -> Self {
+        self.dpop_algs = Some(algs.to_owned());
+        self
+    }
+
+    /// The `WWW-Authenticate` value with a DPoP challenge (`Offer::Dpop`), or with both
+    /// (`Offer::Both`, which only a request without credentials gets). DPoP answers are
+    /// refusals only, so they are formatted here rather than prebuilt.
+    pub fn dpop_header(&self, error: &AuthError, offer: Offer) -> Option<HeaderValue> {
+        let Some(algs) = &self.dpop_algs else { return self.header(error) };
+        let dpop = error.dpop_challenge(&self.context, algs)?;
+        match offer {
+            Offer::Both => {
+                let bearer = AuthError::MissingToken.challenge(&self.context)?;
+                header_value(Some(format!("{bearer}, {dpop}")))
+            }
+            Offer::Dpop | Offer::Bearer => header_value(Some(dpop)),
         }
     }
 
@@ -231,11 +390,17 @@ impl Challenges {
             AuthError::MissingToken => self.missing_token.clone(),
             AuthError::InvalidRequest(_) => self.invalid_request.clone(),
             AuthError::InvalidToken(TokenRejection::Expired) => self.expired.clone(),
+            AuthError::InvalidToken(TokenRejection::DpopRequired | TokenRejection::DpopNotEnabled) => {
+                header_value(error.challenge(&self.context))
+            }
             AuthError::InvalidToken(_) => self.invalid_token.clone(),
             AuthError::InsufficientScope { scope } if scope.is_empty() => self.no_scope.clone(),
             AuthError::InsufficientScope { .. }
             | AuthError::KeysUnavailable
-            | AuthError::InsufficientUserAuthentication(_) => header_value(error.challenge(&self.context)),
+            | AuthError::InsufficientUserAuthentication(_)
+            | AuthError::InvalidDpopProof(_)
+            | AuthError::UseDpopNonce
+            | AuthError::Overloaded => header_value(error.challenge(&self.context)),
         }
     }
 }
@@ -279,6 +444,9 @@ impl AuthError {
             Self::InsufficientScope { .. } => "insufficient scope",
             Self::KeysUnavailable => "signing keys unavailable",
             Self::InsufficientUserAuthentication(step_up) => step_up.shortfall.reason(),
+            Self::InvalidDpopProof(rejection) => rejection.reason(),
+            Self::UseDpopNonce => "DPoP nonce missing or stale",
+            Self::Overloaded => "DPoP replay cache full",
         }
     }
 
@@ -288,9 +456,10 @@ impl AuthError {
             Self::MissingToken | Self::InvalidToken(_) | Self::InsufficientUserAuthentication(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            Self::InvalidDpopProof(_) | Self::UseDpopNonce => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -299,6 +468,13 @@ impl AuthError {
             Self::MissingToken => MISSING_TOKEN_BODY,
             Self::InvalidRequest(_) => "Malformed Authorization header; expected: Authorization: Bearer <token>",
             Self::InvalidToken(TokenRejection::Expired) => "The access token expired",
+            Self::InvalidToken(TokenRejection::DpopRequired) => "This function requires a DPoP-bound access token",
+            Self::InvalidToken(TokenRejection::DpopNotEnabled) => {
+                "This function does not accept DPoP; use Authorization: Bearer"
+            }
+            Self::InvalidDpopProof(_) => "The DPoP proof is invalid",
+            Self::UseDpopNonce => "Resource server requires nonce in DPoP proof",
+            Self::Overloaded => "Too many requests are being checked; retry later",
             Self::InvalidToken(_) => "The access token is invalid",
             Self::InsufficientScope { .. } => "The access token does not grant access to this function",
             Self::KeysUnavailable => "Token signing keys are temporarily unavailable; retry later",
@@ -327,10 +503,39 @@ impl AuthError {
                 r#"Bearer realm="{realm}", error="insufficient_scope", error_description="{}"{metadata}, scope="{scope}""#,
                 self.client_text()
             )),
-            Self::KeysUnavailable => None,
+            Self::KeysUnavailable | Self::Overloaded => None,
             Self::InsufficientUserAuthentication(step_up) => {
                 Some(with_error("insufficient_user_authentication") + &step_up.attributes())
             }
+            Self::InvalidDpopProof(_) | Self::UseDpopNonce => Some(with_error("invalid_token")),
+        }
+    }
+
+    /// The `DPoP` challenge (RFC 9449 §7.1) for this failure: `algs`, then the error code
+    /// and fixed description as in [`AuthError::challenge`].
+    pub fn dpop_challenge(&self, context: &ChallengeContext, algs: &str) -> Option<String> {
+        let metadata = context
+            .resource_metadata
+            .as_deref()
+            .map(|url| format!(r#", resource_metadata="{url}""#))
+            .unwrap_or_default();
+        let with_error = |code: &str| {
+            format!(r#"DPoP algs="{algs}", error="{code}", error_description="{}"{metadata}"#, self.client_text())
+        };
+        match self {
+            Self::MissingToken => Some(format!(r#"DPoP algs="{algs}"{metadata}"#)),
+            Self::InvalidRequest(_) => Some(with_error("invalid_request")),
+            Self::InvalidToken(_) => Some(with_error("invalid_token")),
+            Self::InvalidDpopProof(_) => Some(with_error("invalid_dpop_proof")),
+            Self::UseDpopNonce => Some(with_error("use_dpop_nonce")),
+            Self::InsufficientScope { scope } if scope.is_empty() => Some(with_error("insufficient_scope")),
+            Self::InsufficientScope { scope } => {
+                Some(format!("{}, scope=\"{scope}\"", with_error("insufficient_scope")))
+            }
+            Self::InsufficientUserAuthentication(step_up) => {
+                Some(with_error("insufficient_user_authentication") + &step_up.attributes())
+            }
+            Self::KeysUnavailable | Self::Overloaded => None,
         }
     }
 
@@ -346,6 +551,9 @@ impl AuthError {
         }
         if self == Self::KeysUnavailable {
             headers.insert(header::RETRY_AFTER, challenges.retry_after.clone());
+        }
+        if self == Self::Overloaded {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -500,6 +708,58 @@ mod tests {
         assert_eq!(AuthError::InvalidToken(TokenRejection::AuthenticatedInFuture).reason(), "auth_time in the future");
         let context = ChallengeContext { realm: "api".into(), retry_after_secs: 30, resource_metadata: None };
         assert!(!error.challenge(&context).unwrap().contains("not accepted"));
+    }
+
+    fn refused(error: AuthError, offer: Offer) -> Response<Body> {
+        let context = ChallengeContext { realm: "api".into(), retry_after_secs: 30, resource_metadata: None };
+        let nonce = Some(HeaderValue::from_static("n1"));
+        Refusal { error, offer, nonce }.into_response(&Challenges::new(context).with_dpop("ES256 RS256"))
+    }
+
+    fn challenge_of(response: &Response<Body>) -> &str {
+        response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap()
+    }
+
+    #[test]
+    fn proof_failure_is_401_invalid_dpop_proof_with_dpop_challenge_and_nonce() {
+        let response = refused(AuthError::InvalidDpopProof(ProofRejection::WrongUrl), Offer::Dpop);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenge_of(&response),
+            r#"DPoP algs="ES256 RS256", error="invalid_dpop_proof", error_description="The DPoP proof is invalid""#
+        );
+        assert_eq!(response.headers()[DPOP_NONCE], "n1");
+    }
+
+    #[test]
+    fn no_credentials_with_dpop_offered_gets_both_challenges() {
+        let response = refused(AuthError::MissingToken, Offer::Both);
+        assert_eq!(challenge_of(&response), r#"Bearer realm="api", DPoP algs="ES256 RS256""#);
+        assert_eq!(challenge_of(&refused(AuthError::MissingToken, Offer::Dpop)), r#"DPoP algs="ES256 RS256""#);
+    }
+
+    #[test]
+    fn use_dpop_nonce_is_401_with_its_own_error_code() {
+        let response = refused(AuthError::UseDpopNonce, Offer::Dpop);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(challenge_of(&response).contains(r#"error="use_dpop_nonce""#));
+    }
+
+    #[test]
+    fn bearer_refusal_is_the_prebuilt_answer() {
+        let response = refused(AuthError::InvalidToken(TokenRejection::UnverifiedBinding), Offer::Bearer);
+        assert_eq!(
+            challenge_of(&response),
+            r#"Bearer realm="api", error="invalid_token", error_description="The access token is invalid""#
+        );
+    }
+
+    #[test]
+    fn full_replay_cache_is_503_with_retry_after_and_no_challenge() {
+        let response = refused(AuthError::Overloaded, Offer::Dpop);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! - [`protocol`]: the invocation envelope, converted to and from `http` types and binding
 //!   values at the edge (imports nothing of the app).
 //! - [`auth`]: bearer parsing, signing keys, token verification, verified-token cache,
-//!   per-function policy and step-up.
+//!   per-function policy and step-up (RFC 9470), DPoP proofs (RFC 9449) and
+//!   sender-constrained tokens (`cnf`, RFC 8705), key set snapshots on disk.
 //! - [`metadata`]: optional RFC 9728 protected-resource metadata.
 //! - [`error`]: the failure → status / `WWW-Authenticate` table (RFC 6750).
 //! - [`functions`]: [`functions::Functions`], axum handlers registered by function name;

@@ -53,7 +53,9 @@ fn ensure_provider_installed() {
     if dir.join("node_modules").join("oauth2-mock-server").is_dir() {
         return;
     }
-    let staging = dir.join(format!(".npm-ci-{}", std::process::id()));
+    // Per test thread too: the tests of this file run concurrently in one process.
+    static STAGING: AtomicUsize = AtomicUsize::new(0);
+    let staging = dir.join(format!(".npm-ci-{}-{}", std::process::id(), STAGING.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).expect("create npm staging dir");
     for file in ["package.json", "package-lock.json"] {
@@ -162,6 +164,11 @@ struct Handler {
 
 impl Handler {
     async fn start(issuer: &str, logs: &Path) -> Handler {
+        Self::start_with(issuer, logs, |_| Vec::new()).await
+    }
+
+    /// Like [`Handler::start`], with more settings (given the port it will listen on).
+    async fn start_with(issuer: &str, logs: &Path, extra: impl FnOnce(u16) -> Vec<(&'static str, String)>) -> Handler {
         let port = free_port();
         let log = logs.join("handler.log");
         let out = std::fs::File::create(&log).expect("create handler log");
@@ -181,6 +188,7 @@ impl Handler {
             // Hermetic: no key set snapshot from an earlier run (tests/binary.rs tests them).
             .env("AUTH_JWKS_SNAPSHOT_DIR", "off")
             .env("AUTH_AUDIENCE", AUDIENCE)
+            .envs(extra(port))
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(out)
@@ -365,5 +373,143 @@ async fn provider_gone_before_any_keys_gives_503() {
     );
     assert!(handler.proc.exited().is_none(), "the handler must stay up without keys");
     drop(handler);
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+/// An ES256 DPoP client: its public JWK, the RFC 7638 thumbprint (computed here) and proofs.
+struct DpopKey {
+    key: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+impl DpopKey {
+    fn load() -> Self {
+        let pem = std::fs::read(repo_root().join("tests/fixtures/ec-p256.pem")).expect("fixture");
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("EC key");
+        let full = serde_json::to_value(
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256).expect("jwk"),
+        )
+        .expect("jwk JSON");
+        let jwk = json!({"kty": full["kty"], "crv": full["crv"], "x": full["x"], "y": full["y"]});
+        Self { key, jwk }
+    }
+
+    fn thumbprint(&self) -> String {
+        use aws_lc_rs::digest::{SHA256, digest};
+        b64url_encode(digest(&SHA256, self.jwk.to_string().as_bytes()).as_ref())
+    }
+
+    fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+        use aws_lc_rs::digest::{SHA256, digest};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let mut claims = json!({
+            "jti": format!("e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+            "htm": method, "htu": url, "iat": now,
+        });
+        if let Some(token) = token {
+            claims["ath"] = json!(b64url_encode(digest(&SHA256, token.as_bytes()).as_ref()));
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let message = format!(
+            "{}.{}",
+            b64url_encode(header.to_string().as_bytes()),
+            b64url_encode(claims.to_string().as_bytes())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, jsonwebtoken::Algorithm::ES256).expect("sign");
+        format!("{message}.{signature}")
+    }
+}
+
+struct DpopAnswer {
+    status: u16,
+    www_authenticate: String,
+    nonce: Option<String>,
+    body: String,
+}
+
+async fn call_dpop(handler: &Handler, authorization: Option<&str>, proof: Option<&str>) -> DpopAnswer {
+    let mut request = client().get(handler.function_url());
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let response = request.send().await.expect("request to the handler");
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned());
+    let (www_authenticate, nonce) = (header("www-authenticate").unwrap_or_default(), header("dpop-nonce"));
+    let status = response.status().as_u16();
+    DpopAnswer { status, www_authenticate, nonce, body: response.text().await.unwrap_or_default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_bound_tokens_from_a_local_oidc_provider() {
+    let logs = log_dir("dpop");
+    let provider = Provider::start(&logs);
+    let handler = Handler::start_with(&provider.issuer, &logs, |port| {
+        vec![
+            ("AUTH_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
+            ("AUTH_DPOP_NONCE_SECRET", "e2e-nonce-secret-0123456789abcdefghij".to_owned()),
+        ]
+    })
+    .await;
+    let key = DpopKey::load();
+
+    // The token request carries a proof; the provider binds the token to that key, as Auth0 does.
+    let body = json!({
+        "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "audience": AUDIENCE,
+    });
+    let response = client()
+        .post(&provider.token_endpoint)
+        .header("content-type", "application/json")
+        .header("dpop", key.proof("POST", &provider.token_endpoint, None, None))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("token request");
+    let text = response.text().await.expect("token response");
+    let parsed: Value = serde_json::from_str(&text).expect("token response JSON");
+    assert_eq!(parsed["token_type"], "DPoP", "{text}");
+    let token = parsed["access_token"].as_str().expect("access_token").to_owned();
+    let claims: Value =
+        serde_json::from_slice(&b64url_decode(token.split('.').nth(1).expect("payload"))).expect("claims");
+    // Three implementations agree on the thumbprint: the provider's (node:crypto), this test's,
+    // and (below) the handler's, which accepts the binding.
+    assert_eq!(claims["cnf"]["jkt"], json!(key.thumbprint()), "{claims}");
+
+    // No credentials: both challenges (DPoP is allowed by default once AUTH_PUBLIC_URL is set).
+    let a = call_dpop(&handler, None, None).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.www_authenticate, r#"Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA""#);
+    assert!(a.nonce.is_some(), "a DPoP challenge carries a nonce when nonces are on");
+
+    // The bound token as a plain bearer token: refused (no downgrade).
+    let a = call_dpop(&handler, Some(&format!("Bearer {token}")), None).await;
+    assert_eq!((a.status, a.body.as_str()), (401, "The access token is invalid"));
+    assert!(a.www_authenticate.starts_with(r#"Bearer realm="api", error="invalid_token""#), "{}", a.www_authenticate);
+
+    // DPoP without a nonce: use_dpop_nonce with one; with it: 200 and the next nonce.
+    let url = handler.function_url();
+    let authorization = format!("DPoP {token}");
+    let a = call_dpop(&handler, Some(&authorization), Some(&key.proof("GET", &url, Some(&token), None))).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(a.www_authenticate.contains(r#"error="use_dpop_nonce""#), "{}", a.www_authenticate);
+    let nonce = a.nonce.expect("DPoP-Nonce");
+    let proof = key.proof("GET", &url, Some(&token), Some(&nonce));
+    let a = call_dpop(&handler, Some(&authorization), Some(&proof)).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "Authentication successful"), "{}", a.www_authenticate);
+    assert!(a.nonce.is_some(), "the next nonce");
+
+    // The same proof again: replay.
+    let a = call_dpop(&handler, Some(&authorization), Some(&proof)).await;
+    assert_eq!(a.status, 401);
+    assert!(a.www_authenticate.contains(r#"error="invalid_dpop_proof""#), "{}", a.www_authenticate);
+    drop(handler);
+    drop(provider);
     let _ = std::fs::remove_dir_all(&logs);
 }

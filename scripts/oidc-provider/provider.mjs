@@ -9,7 +9,9 @@
 //   GET  /.well-known/openid-configuration   discovery ("issuer" ends with a slash)
 //   GET  /.well-known/jwks.json               JWKS (one RS256 key, with kid)
 //   POST /oauth/token                         client_credentials grant, JSON or form body,
-//                                             client auth in the body or via HTTP Basic
+//                                             client auth in the body or via HTTP Basic;
+//                                             with a DPoP proof header (RFC 9449 §5), the token
+//                                             is bound to the proof key (cnf.jkt, token_type DPoP)
 // --allow-test-ttl (tests only, Auth0 has no such thing): a token request may carry an integer
 // "test_ttl" (seconds, may be negative) to get a token with exp = iat + test_ttl, so a test
 // gets a genuinely signed but already expired token without waiting. Ignored without the flag.
@@ -23,7 +25,7 @@
 // dies, or drops the pipe, takes it down); --ignore-stdin disables the latter.
 import { OAuth2Server } from "oauth2-mock-server";
 import { parseArgs } from "node:util";
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { constants, createHash, createPublicKey, randomBytes, timingSafeEqual, verify } from "node:crypto";
 
 const { values: opt } = parseArgs({
   options: {
@@ -90,8 +92,47 @@ function ttlFor(req) {
   return opt["allow-test-ttl"] && Number.isInteger(asked) ? asked : ttl;
 }
 
+// A DPoP proof at the token endpoint (RFC 9449 §4.3, as Auth0 checks it): typ, an asymmetric
+// alg, a public jwk that verifies the signature, htm POST, htu this endpoint, iat recent.
+// Returns the RFC 7638 thumbprint of the proof key, or throws with the reason.
+const b64url = (buf) => Buffer.from(buf).toString("base64url");
+function dpopThumbprint(req) {
+  const proof = req.headers.dpop;
+  if (typeof proof !== "string") throw new Error("one DPoP header expected");
+  const [h, p, sig, extra] = proof.split(".");
+  if (!h || !p || !sig || extra !== undefined) throw new Error("not a compact JWS");
+  const header = JSON.parse(Buffer.from(h, "base64url"));
+  const claims = JSON.parse(Buffer.from(p, "base64url"));
+  if (header.typ !== "dpop+jwt") throw new Error("typ");
+  const jwk = header.jwk ?? {};
+  if (["d", "p", "q", "dp", "dq", "qi", "k"].some((m) => m in jwk)) throw new Error("private jwk");
+  const key = createPublicKey({ key: jwk, format: "jwk" });
+  const data = Buffer.from(`${h}.${p}`);
+  const signature = Buffer.from(sig, "base64url");
+  const ok = {
+    ES256: () => verify("sha256", data, { key, dsaEncoding: "ieee-p1363" }, signature),
+    RS256: () => verify("sha256", data, key, signature),
+    PS256: () => verify("sha256", data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature),
+  }[header.alg];
+  if (!ok || !ok()) throw new Error("signature");
+  const url = `${server.issuer.url}oauth/token`;
+  if (claims.htm !== "POST" || claims.htu !== url) throw new Error("htm/htu");
+  if (typeof claims.jti !== "string" || Math.abs(Date.now() / 1000 - claims.iat) > 300) throw new Error("jti/iat");
+  const members = { EC: ["crv", "kty", "x", "y"], RSA: ["e", "kty", "n"], OKP: ["crv", "kty", "x"] }[jwk.kty];
+  const canonical = JSON.stringify(Object.fromEntries(members.map((m) => [m, jwk[m]])));
+  return b64url(createHash("sha256").update(canonical).digest());
+}
+
 // Claims as Auth0 puts them in a client-credentials access token.
 server.service.on("beforeTokenSigning", (token, req) => {
+  if (req.headers.dpop !== undefined) {
+    try {
+      token.payload.cnf = { jkt: dpopThumbprint(req) };
+      req.dpopBound = true;
+    } catch (e) {
+      req.dpopError = String(e.message ?? e);
+    }
+  }
   const { id } = clientOf(req);
   token.payload.sub = `${id}@clients`;
   token.payload.aud = req.body?.audience;
@@ -123,10 +164,14 @@ server.service.on("beforeResponse", (response, req) => {
   if (!audiences.includes(body.audience)) {
     return deny(403, "access_denied", `Service not found: ${body.audience}`);
   }
+  if (req.dpopError) {
+    return deny(400, "invalid_dpop_proof", `Invalid DPoP proof: ${req.dpopError}`);
+  }
   const scope = scopeFor(req);
-  response.body = { access_token: response.body.access_token, expires_in: ttlFor(req), token_type: "Bearer" };
+  const tokenType = req.dpopBound ? "DPoP" : "Bearer";
+  response.body = { access_token: response.body.access_token, expires_in: ttlFor(req), token_type: tokenType };
   if (scope) response.body.scope = scope;
-  log(`issued token: client=${id} aud=${body.audience} scope="${scope}"`);
+  log(`issued token: client=${id} aud=${body.audience} scope="${scope}" type=${tokenType}`);
 });
 
 await server.start(port, opt.host);

@@ -6,13 +6,32 @@ use http::{HeaderMap, header};
 
 use crate::error::{AuthError, RequestProblem, TokenRejection};
 
+/// The scheme of an `Authorization` header this handler reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): the token must come with a proof.
+    Dpop,
+}
+
 /// The token from the single `Authorization: Bearer <token>` header.
 ///
-/// - no header, or another scheme: [`AuthError::MissingToken`] (a bare challenge);
+/// - no header, or another scheme (including `DPoP`): [`AuthError::MissingToken`] (a bare challenge);
 /// - several headers (or several joined into one line by the host), an empty token,
 ///   several tokens or characters outside `b64token`: [`AuthError::InvalidRequest`];
 /// - a token longer than `max_len`: [`TokenRejection::Oversized`], before any parsing.
 pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, AuthError> {
+    match credentials(headers, max_len)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(AuthError::MissingToken),
+    }
+}
+
+/// The scheme and token from the single `Authorization: Bearer <token>` or
+/// `Authorization: DPoP <token>` header, with the rules of [`bearer_token`] for both
+/// (RFC 9449 §7.1 uses the same `token68` syntax).
+pub fn credentials(headers: &HeaderMap, max_len: usize) -> Result<(Scheme, &str), AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Err(AuthError::MissingToken) };
     if values.next().is_some() {
@@ -22,13 +41,17 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, AuthErr
 
     let scheme_end = value.iter().position(|b| *b == b' ').unwrap_or(value.len());
     let (scheme, rest) = value.split_at(scheme_end);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
         // The host joins repeated headers with ", ": "Basic x, Bearer y" is two headers.
-        if contains_bearer_after_comma(value) {
+        if contains_scheme_after_comma(value) {
             return Err(AuthError::InvalidRequest(RequestProblem::SeveralHeaders));
         }
         return Err(AuthError::MissingToken);
-    }
+    };
     let token = rest.trim_ascii_start();
     if token.is_empty() {
         return Err(AuthError::InvalidRequest(RequestProblem::EmptyToken));
@@ -47,7 +70,8 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, AuthErr
         return Err(AuthError::InvalidRequest(RequestProblem::InvalidCharacters));
     }
     // b64token is ASCII, so this never fails.
-    std::str::from_utf8(token).map_err(|_| AuthError::InvalidRequest(RequestProblem::InvalidCharacters))
+    let token = std::str::from_utf8(token).map_err(|_| AuthError::InvalidRequest(RequestProblem::InvalidCharacters))?;
+    Ok((scheme, token))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
@@ -67,10 +91,10 @@ fn is_b64token(token: &[u8]) -> bool {
         })
 }
 
-fn contains_bearer_after_comma(value: &[u8]) -> bool {
+fn contains_scheme_after_comma(value: &[u8]) -> bool {
     value.split(|b| *b == b',').skip(1).any(|part| {
         let part = part.trim_ascii_start();
-        part.len() >= 6 && part[..6].eq_ignore_ascii_case(b"bearer")
+        [b"bearer".as_slice(), b"dpop"].iter().any(|s| part.len() >= s.len() && part[..s.len()].eq_ignore_ascii_case(s))
     })
 }
 
@@ -125,6 +149,17 @@ mod tests {
         for token in ["Bearer a$b", "Bearer ===", "Bearer a=b", "Bearer \"a\""] {
             assert_eq!(parse(&[token]), Err(AuthError::InvalidRequest(RequestProblem::InvalidCharacters)), "{token}");
         }
+    }
+
+    #[test]
+    fn dpop_scheme_is_read_with_the_same_rules() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("DPoP abc.def"));
+        assert_eq!(credentials(&headers, 64), Ok((Scheme::Dpop, "abc.def")));
+        assert_eq!(bearer_token(&headers, 64), Err(AuthError::MissingToken));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("dpop a b"));
+        assert_eq!(credentials(&headers, 64), Err(SEVERAL_TOKENS));
+        assert_eq!(parse(&["Basic x, DPoP y"]), Err(SEVERAL_HEADERS));
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! see, `cache` remembers verified tokens, and [`Authenticator::verify`] is the one place
 //! where a token is judged. `policy` (with `step_up` for RFC 9470) then applies each
 //! function's `auth.json` to the verified claims.
+//! `dpop` checks DPoP proofs and `binding` ties a token's `cnf` to
+//! what the request proves ([`Authenticator::authenticate_request`]).
 
 pub mod bearer;
+pub mod binding;
 pub mod cache;
 pub mod claims;
+pub mod dpop;
 pub mod keys;
 pub mod keystore;
 pub mod policy;
@@ -45,6 +49,8 @@ pub struct Authenticator {
     require_access_token_type: bool,
     resource: Option<reqwest::Url>,
     cache: TokenCache,
+    dpop: dpop::DpopVerifier,
+    client_cert_header: Option<http::HeaderName>,
 }
 
 impl Authenticator {
@@ -79,6 +85,8 @@ impl Authenticator {
             require_access_token_type: config.require_access_token_type,
             resource: config.resource.clone(),
             cache: TokenCache::new(config.token_cache_ttl, config.token_cache_entries),
+            dpop: dpop::DpopVerifier::new(&config.dpop, config.clock_skew),
+            client_cert_header: config.client_cert_header.clone(),
         })
     }
 
@@ -130,15 +138,14 @@ impl Authenticator {
         }
     }
 
-    /// Reads the bearer token from `headers` and verifies it.
+    /// Reads the bearer token from `headers` and verifies it (Bearer only; the request path
+    /// uses [`Authenticator::authenticate_request`], which also takes DPoP).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Claims>, AuthError> {
         let token = bearer::bearer_token(headers, self.max_token_bytes)?;
         let claims = self.verify(token).await?;
         // No downgrade: a bound token (`cnf`, RFC 9449 / RFC 8705) is refused unless the
-        // binding is proven on this request, which the Bearer scheme never does.
-        if claims.raw().contains_key("cnf") {
-            return Err(AuthError::InvalidToken(TokenRejection::UnverifiedBinding));
-        }
+        // binding is proven on this request; Bearer proves at most a client certificate.
+        self.check_confirmation(&claims, headers, None)?;
         Ok(claims)
     }
 

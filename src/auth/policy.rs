@@ -10,7 +10,8 @@
 //!   "allowClientCredentials": true,
 //!   "issuers": ["https://my-tenant.eu.auth0.com/"],
 //!   "acrValues": ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"],
-//!   "maxAge": 300
+//!   "maxAge": 300,
+//!   "dpop": "required"
 //! }
 //! ```
 //! or `{ "anonymous": true }`. A missing file means "any valid token". `acrValues` and
@@ -19,6 +20,7 @@
 use serde::Deserialize;
 
 use super::Claims;
+use super::dpop::DpopMode;
 use super::step_up::StepUpPolicy;
 use crate::error::{AuthError, TokenRejection};
 
@@ -76,6 +78,7 @@ struct PolicyDoc {
     /// A raw number, so that `-1` or `1.5` are refused with the field's name, not coerced.
     #[serde(default)]
     max_age: Option<serde_json::Number>,
+    dpop: Option<DpopMode>,
 }
 
 /// What a function requires of its callers.
@@ -105,6 +108,8 @@ pub struct TokenPolicy {
     pub issuers: Option<Vec<String>>,
     /// RFC 9470 demands on the login behind the token (`acrValues`, `maxAge`).
     pub step_up: StepUpPolicy,
+    /// DPoP for this function (`"dpop"`); `None` follows `AUTH_DPOP`.
+    pub dpop: Option<DpopMode>,
 }
 
 impl Policy {
@@ -118,9 +123,10 @@ impl Policy {
                 || doc.allow_client_credentials.is_some()
                 || doc.issuers.is_some()
                 || doc.acr_values.is_some()
-                || doc.max_age.is_some();
+                || doc.max_age.is_some()
+                || doc.dpop.is_some();
             if restricted {
-                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials, issuers, acrValues or maxAge".into());
+                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials, issuers, acrValues, maxAge or dpop".into());
             }
             return Ok(Self::Anonymous);
         }
@@ -145,6 +151,7 @@ impl Policy {
             allow_client_credentials: doc.allow_client_credentials.unwrap_or(true),
             issuers: doc.issuers,
             step_up,
+            dpop: doc.dpop,
         }))
     }
 
@@ -158,6 +165,14 @@ impl Policy {
         match self {
             Self::Token(TokenPolicy { issuers: Some(issuers), .. }) => issuers,
             _ => &[],
+        }
+    }
+
+    /// The function's own DPoP mode (`"dpop"`), when set.
+    pub fn dpop(&self) -> Option<DpopMode> {
+        match self {
+            Self::Token(TokenPolicy { dpop, .. }) => *dpop,
+            _ => None,
         }
     }
 
@@ -321,6 +336,15 @@ mod tests {
         assert!(wrong_type.contains("invalid type"), "{wrong_type}");
         assert!(Policy::parse(br#"{"acrValues": "mfa"}"#).is_err());
         assert!(Policy::parse(br#"{"acr_values": ["mfa"]}"#).unwrap_err().contains("unknown field `acr_values`"));
+    }
+
+    #[test]
+    fn dpop_mode_per_function() {
+        assert_eq!(policy(json!({"dpop": "required"})).dpop(), Some(DpopMode::Required));
+        assert_eq!(policy(json!({"dpop": "off"})).dpop(), Some(DpopMode::Off));
+        assert_eq!(policy(json!({})).dpop(), None);
+        assert!(Policy::parse(br#"{"dpop": "sometimes"}"#).unwrap_err().contains("sometimes"));
+        assert!(Policy::parse(br#"{"anonymous": true, "dpop": "required"}"#).unwrap_err().starts_with("anonymous"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!   (discovery document + JWK Set) for `python3 -m http.server`, plus token files.
 //! - `coldstart`: exec → first `200` on `GET /` (and on an authenticated request), repeated.
 //! - `load`: a fixed number of keep-alive requests cycling through token files (for RSS).
+//! - `dpop`: one DPoP-bound access token and many fresh ES256 proofs for it (the DPoP case).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,7 +29,8 @@ fn main() -> Result<()> {
             coldstart(&Flags::new(&args[1..split]), &args[split + 1..])
         }
         Some("load") => load(&Flags::new(&args[1..])),
-        _ => Err("usage: bench-tool gen|coldstart|load --flag value ...".into()),
+        Some("dpop") => dpop(&Flags::new(&args[1..])),
+        _ => Err("usage: bench-tool gen|coldstart|load|dpop --flag value ...".into()),
     }
 }
 
@@ -63,6 +65,68 @@ fn b64(value: &Value) -> String {
 }
 
 const KID: &str = "bench-rsa-a";
+
+/// Writes, under --out: `dpop-token.txt`, one access token (signed with --key as by `gen`)
+/// bound with `cnf.jkt` to the ES256 key --proof-key, and `dpop-proofs.txt` / `dpop-warmup.txt`,
+/// --n / --warmup proofs for `GET --url` by that key, each with its own `jti`, `iat` now and
+/// the token's `ath`, so every request (warm-up and measurement are separate wrk runs) can
+/// carry a proof the handler has never seen. Signed on every core.
+fn dpop(flags: &Flags) -> Result<()> {
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(flags.req("key")?)?)?;
+    let proof_key = EncodingKey::from_ec_pem(&std::fs::read(flags.req("proof-key")?)?)?;
+    let (issuer, audience, url) = (flags.req("issuer")?, flags.req("audience")?, flags.req("url")?);
+    let out = PathBuf::from(flags.req("out")?);
+    let n = flags.num("n", 100_000)? as usize;
+    let warmup = flags.num("warmup", 0)? as usize;
+    let lifetime = flags.num("lifetime", 7_200)? as i64;
+    let sha256 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
+
+    let full = serde_json::to_value(Jwk::from_encoding_key(&proof_key, Algorithm::ES256)?)?;
+    let jwk = json!({"kty": full["kty"], "crv": full["crv"], "x": full["x"], "y": full["y"]});
+    // RFC 7638: required members in lexicographic order (serde_json's map is sorted).
+    let jkt = sha256(jwk.to_string().as_bytes());
+
+    let iat = now();
+    let claims = json!({
+        "iss": issuer, "sub": "bench-client@clients", "aud": audience, "iat": iat, "exp": iat + lifetime,
+        "azp": "bench-client", "scope": "read:a", "gty": "client-credentials", "jti": "bench-dpop",
+        "cnf": {"jkt": jkt},
+    });
+    let message = format!("{}.{}", b64(&json!({"alg": "RS256", "typ": "JWT", "kid": KID})), b64(&claims));
+    let token = format!("{message}.{}", jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256)?);
+    std::fs::write(out.join("dpop-token.txt"), format!("{token}\n"))?;
+
+    let header = b64(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}));
+    let ath = sha256(token.as_bytes());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for (file, count) in [("dpop-warmup.txt", warmup), ("dpop-proofs.txt", n)] {
+        let chunks: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (header, ath, proof_key) = (&header, &ath, &proof_key);
+                    scope.spawn(move || {
+                        let mut lines = String::new();
+                        for i in (t..count).step_by(threads) {
+                            let jti = format!("bench-{file}-{iat}-{i:08}");
+                            let payload = json!({"jti": jti, "htm": "GET", "htu": url, "iat": iat, "ath": ath});
+                            let message = format!("{header}.{}", b64(&payload));
+                            let signature = jsonwebtoken::crypto::sign(message.as_bytes(), proof_key, Algorithm::ES256)
+                                .expect("ES256 signing");
+                            lines.push_str(&message);
+                            lines.push('.');
+                            lines.push_str(&signature);
+                            lines.push('\n');
+                        }
+                        lines
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("signer thread")).collect()
+        });
+        std::fs::write(out.join(file), chunks.concat())?;
+    }
+    Ok(())
+}
 
 /// Writes, under --out: `.well-known/openid-configuration`, `jwks.json`, `valid.txt` (one
 /// token), `distinct.txt` (--distinct valid tokens, each unique), `badsig.txt` and
