@@ -1007,3 +1007,35 @@ async fn loopback_invocation_dpop_round_trip() {
     assert!(result["Outputs"]["res"]["headers"]["dpop-nonce"].is_string(), "{result}");
     assert!(!result.to_string().contains(&token), "the token leaked into the result");
 }
+
+// ---------------------------------------------------------------------------------------
+// Step-up (RFC 9470) for a DPoP caller.
+
+#[tokio::test]
+async fn step_up_demand_to_a_dpop_caller_is_a_dpop_challenge_with_acr_values_and_max_age() {
+    let policy = json!({"acrValues": ["mfa"], "maxAge": 300});
+    let world = World::with_policy(HostMode::Invocation, Some(policy), dpop_config).await;
+    let mut weak = claims(&world.idp.issuer);
+    weak["cnf"] = json!({"jkt": world.client.jkt()});
+    weak["acr"] = json!("pwd");
+    weak["auth_time"] = json!(now() - 10);
+    let weak_token = token(&world.signing, &weak);
+    let proof = world.client.proof("GET", URL, &weak_token);
+    let outcome = invoke(&world, &[("Authorization", &dpop_auth(&weak_token)), ("DPoP", &proof)]).await;
+    assert_eq!(outcome.status, 401, "{outcome:?}");
+    assert_eq!(
+        outcome.challenge.as_deref(),
+        Some(concat!(
+            r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="insufficient_user_authentication", "#,
+            r#"error_description="A stronger or more recent authentication is required", "#,
+            r#"acr_values="mfa", max_age="300""#
+        ))
+    );
+    assert_eq!(outcome.reason, "acr not accepted");
+
+    // The same caller after a stronger login: a fresh proof, and the function answers.
+    weak["acr"] = json!("mfa");
+    let strong = token(&world.signing, &weak);
+    let proof = world.client.proof("GET", URL, &strong);
+    assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&strong)), ("DPoP", &proof)]).await);
+}
