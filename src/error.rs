@@ -484,50 +484,32 @@ impl AuthError {
 
     /// The `WWW-Authenticate` value, if this failure carries a challenge.
     pub fn challenge(&self, context: &ChallengeContext) -> Option<String> {
-        let realm = &context.realm;
+        self.challenge_in(&format!(r#"Bearer realm="{}""#, context.realm), false, context)
+    }
+
+    /// The `DPoP` challenge (RFC 9449 §7.1) for this failure: `algs`, then the error code
+    /// and fixed description as in [`AuthError::challenge`].
+    pub fn dpop_challenge(&self, context: &ChallengeContext, algs: &str) -> Option<String> {
+        self.challenge_in(&format!(r#"DPoP algs="{algs}""#), true, context)
+    }
+
+    /// The challenge after `scheme` (the scheme and its first attribute). Proof failures have
+    /// their own error codes only in a DPoP challenge (RFC 9449 §7.1).
+    fn challenge_in(&self, scheme: &str, dpop: bool, context: &ChallengeContext) -> Option<String> {
         // RFC 9728 §5.1: point clients at the protected-resource metadata, when published.
         let metadata = context
             .resource_metadata
             .as_deref()
             .map(|url| format!(r#", resource_metadata="{url}""#))
             .unwrap_or_default();
-        let with_error = |code: &str| {
-            format!(r#"Bearer realm="{realm}", error="{code}", error_description="{}"{metadata}"#, self.client_text())
-        };
+        let with_error =
+            |code: &str| format!(r#"{scheme}, error="{code}", error_description="{}"{metadata}"#, self.client_text());
         match self {
-            Self::MissingToken => Some(format!(r#"Bearer realm="{realm}"{metadata}"#)),
+            Self::MissingToken => Some(format!("{scheme}{metadata}")),
             Self::InvalidRequest(_) => Some(with_error("invalid_request")),
             Self::InvalidToken(_) => Some(with_error("invalid_token")),
-            Self::InsufficientScope { scope } if scope.is_empty() => Some(with_error("insufficient_scope")),
-            Self::InsufficientScope { scope } => Some(format!(
-                r#"Bearer realm="{realm}", error="insufficient_scope", error_description="{}"{metadata}, scope="{scope}""#,
-                self.client_text()
-            )),
-            Self::KeysUnavailable | Self::Overloaded => None,
-            Self::InsufficientUserAuthentication(step_up) => {
-                Some(with_error("insufficient_user_authentication") + &step_up.attributes())
-            }
-            Self::InvalidDpopProof(_) | Self::UseDpopNonce => Some(with_error("invalid_token")),
-        }
-    }
-
-    /// The `DPoP` challenge (RFC 9449 §7.1) for this failure: `algs`, then the error code
-    /// and fixed description as in [`AuthError::challenge`].
-    pub fn dpop_challenge(&self, context: &ChallengeContext, algs: &str) -> Option<String> {
-        let metadata = context
-            .resource_metadata
-            .as_deref()
-            .map(|url| format!(r#", resource_metadata="{url}""#))
-            .unwrap_or_default();
-        let with_error = |code: &str| {
-            format!(r#"DPoP algs="{algs}", error="{code}", error_description="{}"{metadata}"#, self.client_text())
-        };
-        match self {
-            Self::MissingToken => Some(format!(r#"DPoP algs="{algs}"{metadata}"#)),
-            Self::InvalidRequest(_) => Some(with_error("invalid_request")),
-            Self::InvalidToken(_) => Some(with_error("invalid_token")),
-            Self::InvalidDpopProof(_) => Some(with_error("invalid_dpop_proof")),
-            Self::UseDpopNonce => Some(with_error("use_dpop_nonce")),
+            Self::InvalidDpopProof(_) => Some(with_error(if dpop { "invalid_dpop_proof" } else { "invalid_token" })),
+            Self::UseDpopNonce => Some(with_error(if dpop { "use_dpop_nonce" } else { "invalid_token" })),
             Self::InsufficientScope { scope } if scope.is_empty() => Some(with_error("insufficient_scope")),
             Self::InsufficientScope { scope } => {
                 Some(format!("{}, scope=\"{scope}\"", with_error("insufficient_scope")))

@@ -237,15 +237,7 @@ impl ProofKey {
                 UnparsedPublicKey::new(algorithm, point).verify(message, signature).is_ok()
             }
             Self::Rsa { modulus, exponent, .. } => {
-                let params = match alg {
-                    Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-                    Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-                    Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-                    Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-                    Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-                    Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-                    _ => return false,
-                };
+                let Some(params) = super::verify::rsa_params(alg) else { return false };
                 RsaPublicKeyComponents { n: modulus.as_slice(), e: exponent.as_slice() }
                     .verify(params, message, signature)
                     .is_ok()

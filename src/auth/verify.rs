@@ -61,7 +61,8 @@ impl PreparedKey {
     }
 }
 
-fn rsa_params(alg: Algorithm) -> Option<&'static sig::RsaParameters> {
+/// aws-lc's RSA verification parameters for `alg` (2048–8192-bit keys), if it is RS*/PS*.
+pub(crate) fn rsa_params(alg: Algorithm) -> Option<&'static sig::RsaParameters> {
     Some(match alg {
         Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
         Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
