@@ -9,15 +9,17 @@
 // Helpers outside #[test] fns: failing loudly is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+
+#[path = "common/provider.rs"]
+mod provider;
+
+use provider::{Proc, Provider, ProviderOptions, free_port, repo_root};
 
 const AUDIENCE: &str = "https://api-a.local/";
 const OTHER_AUDIENCE: &str = "https://other-api.local/";
@@ -26,134 +28,25 @@ const CLIENT_SECRET: &str = "e2e-secret";
 const FUNCTION_PATH: &str = "/api/api-a";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn provider_dir() -> PathBuf {
-    repo_root().join("scripts").join("oidc-provider")
-}
-
 /// A fresh directory for one test's process logs (removed when the test passes).
 fn log_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "e2e-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("create log dir");
-    dir
+    provider::log_dir("e2e", name)
 }
 
-/// `npm ci` for the provider when its node_modules is missing. Installs into a private
-/// directory and renames it into place, so concurrent test processes never see half an install.
-fn ensure_provider_installed() {
-    let dir = provider_dir();
-    if dir.join("node_modules").join("oauth2-mock-server").is_dir() {
-        return;
-    }
-    // Per test thread too: the tests of this file run concurrently in one process.
-    static STAGING: AtomicUsize = AtomicUsize::new(0);
-    let staging = dir.join(format!(".npm-ci-{}-{}", std::process::id(), STAGING.fetch_add(1, Ordering::Relaxed)));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).expect("create npm staging dir");
-    for file in ["package.json", "package-lock.json"] {
-        std::fs::copy(dir.join(file), staging.join(file)).expect("copy package files");
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&staging)
-        .stdout(Stdio::null())
-        .status();
-    let installed = matches!(&status, Ok(s) if s.success());
-    if installed {
-        // Losing the race to another process is fine: its node_modules is the same.
-        let _ = std::fs::rename(staging.join("node_modules"), dir.join("node_modules"));
-    }
-    let _ = std::fs::remove_dir_all(&staging);
-    assert!(
-        installed,
-        "`npm ci` for the local OIDC provider failed ({status:?}); run `npm ci --prefix scripts/oidc-provider` \
-         (needs node >= 20.19 and npm)"
-    );
-}
-
-/// A child process that is killed and reaped on drop; on a failing test it prints its log.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    _stdin: Option<ChildStdin>,
-}
-
-impl Proc {
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), self.log_text());
-        }
-    }
-}
-
-/// The local OIDC provider. Its stdin is a pipe we hold: if this test process dies without
-/// running destructors, the provider sees EOF and exits by itself.
-struct Provider {
-    _proc: Proc,
-    issuer: String,
-    token_endpoint: String,
-}
-
-impl Provider {
-    fn start(logs: &Path) -> Provider {
-        ensure_provider_installed();
-        let log = logs.join("oidc-provider.log");
-        let mut child = Command::new("node")
-            .arg(provider_dir().join("provider.mjs"))
-            .args(["--port", "0", "--host", "127.0.0.1"])
-            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-            .arg("--audience")
-            .arg(format!("{AUDIENCE},{OTHER_AUDIENCE}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("create provider log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node` for the local OIDC provider (need node >= 20.19): {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("provider stdout");
-        let mut proc = Proc { name: "oidc-provider", child, log, _stdin: stdin };
-
-        // The ready line, read on a thread so the wait is bounded.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(line) if !line.trim().is_empty() => line,
-            other => panic!(
-                "the OIDC provider did not report ready ({other:?}, exit {:?}); its log:\n{}",
-                proc.exited(),
-                proc.log_text()
-            ),
-        };
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
-        assert_eq!(ready["event"], "ready", "{line}");
-        let field = |k: &str| ready[k].as_str().unwrap_or_else(|| panic!("no {k} in {line}")).to_owned();
-        Provider { issuer: field("issuer"), token_endpoint: field("token_endpoint"), _proc: proc }
-    }
+/// The local OIDC provider (installed here with `npm ci` on first use), for both audiences.
+fn start_provider(logs: &Path) -> Provider {
+    provider::ensure_provider_installed();
+    Provider::start(
+        logs,
+        ProviderOptions {
+            client_id: CLIENT_ID,
+            client_secret: CLIENT_SECRET,
+            audiences: &[AUDIENCE, OTHER_AUDIENCE],
+            allow_test_ttl: false,
+            startup_timeout: STARTUP_TIMEOUT,
+            http: client(),
+        },
+    )
 }
 
 /// The handler binary, started the way the Functions host starts it.
@@ -194,23 +87,9 @@ impl Handler {
             .stdout(out)
             .stderr(err);
         let child = command.spawn().expect("spawn handler");
-        let mut proc = Proc { name: "handler", child, log, _stdin: None };
-
-        // Readiness, as the host probes it: GET / until any answer.
+        let mut proc = Proc::new("handler", child, log);
         let base = format!("http://127.0.0.1:{port}");
-        let client = client();
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Ok(response) = client.get(format!("{base}/")).send().await {
-                assert_eq!(response.status(), 200, "GET / (readiness probe)");
-                break;
-            }
-            if let Some(status) = proc.exited() {
-                panic!("handler exited before it was ready: {status}\n{}", proc.log_text());
-            }
-            assert!(Instant::now() < deadline, "handler did not answer GET / within {STARTUP_TIMEOUT:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        provider::wait_ready(&mut proc, &base, &client(), STARTUP_TIMEOUT, Duration::from_millis(50)).await;
         Handler { proc, base }
     }
 
@@ -219,37 +98,14 @@ impl Handler {
     }
 }
 
-/// A port that was free a moment ago (as the Functions host picks one).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("reqwest client")
+    provider::http_client(Duration::from_secs(10))
 }
 
 /// Client credentials, as against Auth0's `POST /oauth/token` (JSON body).
 async fn fetch_token(provider: &Provider, audience: &str) -> String {
-    let body = json!({
-        "grant_type": "client_credentials",
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "audience": audience,
-    });
-    let response = client()
-        .post(&provider.token_endpoint)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("token request");
-    let status = response.status();
-    let text = response.text().await.expect("token response body");
-    assert_eq!(status, 200, "token endpoint answered {text}");
-    let parsed: Value = serde_json::from_str(&text).expect("token response is JSON");
-    assert_eq!(parsed["token_type"], "Bearer", "{text}");
+    let parsed = provider.token_response(audience, None, None).await;
+    assert_eq!(parsed["token_type"], "Bearer", "{parsed}");
     parsed["access_token"].as_str().expect("access_token").to_owned()
 }
 
@@ -296,7 +152,7 @@ async fn call(handler: &Handler, method: reqwest::Method, authorization: Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_tokens_from_a_local_oidc_provider() {
     let logs = log_dir("provider");
-    let provider = Provider::start(&logs);
+    let provider = start_provider(&logs);
     assert!(provider.issuer.starts_with("http://127.0.0.1:") && provider.issuer.ends_with('/'));
     let handler = Handler::start(&provider.issuer, &logs).await;
     let token = fetch_token(&provider, AUDIENCE).await;
@@ -358,7 +214,7 @@ async fn real_tokens_from_a_local_oidc_provider() {
 async fn provider_gone_before_any_keys_gives_503() {
     let logs = log_dir("gone");
     // A real token from a provider that is then stopped: its port is closed from here on.
-    let provider = Provider::start(&logs);
+    let provider = start_provider(&logs);
     let issuer = provider.issuer.clone();
     let token = fetch_token(&provider, AUDIENCE).await;
     drop(provider);
@@ -450,7 +306,7 @@ async fn call_dpop(handler: &Handler, authorization: Option<&str>, proof: Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dpop_bound_tokens_from_a_local_oidc_provider() {
     let logs = log_dir("dpop");
-    let provider = Provider::start(&logs);
+    let provider = start_provider(&logs);
     let handler = Handler::start_with(&provider.issuer, &logs, |port| {
         vec![
             ("AUTH_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
@@ -461,20 +317,9 @@ async fn dpop_bound_tokens_from_a_local_oidc_provider() {
     let key = DpopKey::load();
 
     // The token request carries a proof; the provider binds the token to that key, as Auth0 does.
-    let body = json!({
-        "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "audience": AUDIENCE,
-    });
-    let response = client()
-        .post(&provider.token_endpoint)
-        .header("content-type", "application/json")
-        .header("dpop", key.proof("POST", &provider.token_endpoint, None, None))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("token request");
-    let text = response.text().await.expect("token response");
-    let parsed: Value = serde_json::from_str(&text).expect("token response JSON");
-    assert_eq!(parsed["token_type"], "DPoP", "{text}");
+    let proof = key.proof("POST", &provider.token_endpoint, None, None);
+    let parsed = provider.token_response(AUDIENCE, None, Some(&proof)).await;
+    assert_eq!(parsed["token_type"], "DPoP", "{parsed}");
     let token = parsed["access_token"].as_str().expect("access_token").to_owned();
     let claims: Value =
         serde_json::from_slice(&b64url_decode(token.split('.').nth(1).expect("payload"))).expect("claims");

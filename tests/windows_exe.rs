@@ -13,17 +13,18 @@
 // Helpers outside #[test] fns: failing loudly is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+
+#[path = "common/provider.rs"]
+mod provider;
+
+use provider::{Proc, Provider, ProviderOptions, free_port, repo_root};
 
 const AUDIENCE: &str = "https://api-a.local/";
 const CLIENT_ID: &str = "win-client";
@@ -32,10 +33,6 @@ const FUNCTION_PATH: &str = "/api/api-a";
 /// Wine's first start of a process in a prefix can take several seconds on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const IGNORED: &str = "needs Wine and handler.exe: run scripts/test-windows.sh";
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn required_env(name: &str) -> PathBuf {
     let value = std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set; {IGNORED}"));
@@ -46,109 +43,30 @@ fn required_env(name: &str) -> PathBuf {
 
 /// A fresh directory for one test's process logs (removed when the test passes).
 fn log_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "win-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("create log dir");
-    dir
+    provider::log_dir("win", name)
 }
 
-/// A child process that is killed and reaped on drop; on a failing test it prints its log.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    _stdin: Option<ChildStdin>,
+/// The local OIDC provider (installed by scripts/test-windows.sh), which lets a token request
+/// set the token's lifetime.
+fn start_provider(logs: &Path) -> Provider {
+    let installed = provider::provider_dir().join("node_modules").is_dir();
+    assert!(installed, "run `npm ci --prefix scripts/oidc-provider` first");
+    let options = ProviderOptions {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        audiences: &[AUDIENCE],
+        allow_test_ttl: true,
+        startup_timeout: STARTUP_TIMEOUT,
+        http: client(),
+    };
+    Provider::start(logs, options)
 }
 
-impl Proc {
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), self.log_text());
-        }
-    }
-}
-
-/// The local OIDC provider (installed by scripts/test-windows.sh). Its stdin is a pipe held
-/// here: if this test process dies without running destructors, the provider exits on EOF.
-struct Provider {
-    _proc: Proc,
-    issuer: String,
-    token_endpoint: String,
-}
-
-impl Provider {
-    fn start(logs: &Path) -> Provider {
-        let dir = repo_root().join("scripts").join("oidc-provider");
-        assert!(dir.join("node_modules").is_dir(), "run `npm ci --prefix scripts/oidc-provider` first");
-        let log = logs.join("oidc-provider.log");
-        let mut child = Command::new("node")
-            .arg(dir.join("provider.mjs"))
-            .args(["--port", "0", "--host", "127.0.0.1", "--allow-test-ttl"])
-            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--audience", AUDIENCE])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("create provider log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node` for the local OIDC provider: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("provider stdout");
-        let mut proc = Proc { name: "oidc-provider", child, log, _stdin: stdin };
-
-        // The ready line, read on a thread so the wait is bounded.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(line) if !line.trim().is_empty() => line,
-            other => panic!("the OIDC provider did not report ready ({other:?}, exit {:?})", proc.exited()),
-        };
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
-        let field = |k: &str| ready[k].as_str().unwrap_or_else(|| panic!("no {k} in {line}")).to_owned();
-        Provider { issuer: field("issuer"), token_endpoint: field("token_endpoint"), _proc: proc }
-    }
-
-    /// An access token from `POST /oauth/token` (client credentials), living `ttl` seconds
-    /// from now (negative: already expired, still signed by the provider's key).
-    async fn token(&self, ttl: i64) -> String {
-        let body = json!({
-            "grant_type": "client_credentials",
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "audience": AUDIENCE,
-            "test_ttl": ttl,
-        });
-        let response = client()
-            .post(&self.token_endpoint)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("token request to the provider");
-        let status = response.status();
-        let text = response.text().await.expect("token response body");
-        assert_eq!(status, 200, "token endpoint answered {text}");
-        let parsed: Value = serde_json::from_str(&text).expect("token response is JSON");
-        parsed["access_token"].as_str().expect("access_token").to_owned()
-    }
+/// An access token from `POST /oauth/token` (client credentials), living `ttl` seconds from
+/// now (negative: already expired, still signed by the provider's key).
+async fn fetch_token(provider: &Provider, ttl: i64) -> String {
+    let parsed = provider.token_response(AUDIENCE, Some(ttl), None).await;
+    parsed["access_token"].as_str().expect("access_token").to_owned()
 }
 
 /// `handler.exe` under Wine, started the way the Functions host on Windows starts it.
@@ -188,7 +106,7 @@ impl Handler {
             .stdout(out)
             .stderr(err);
         let child = command.spawn().expect("spawn wine handler.exe");
-        Proc { name: "handler.exe", child, log, _stdin: None }
+        Proc::new("handler.exe", child, log)
     }
 
     async fn start(issuer: &str, logs: &Path) -> Handler {
@@ -196,20 +114,8 @@ impl Handler {
         // A Windows path, as the host passes it (Wine maps drive Z: to the Unix root).
         let mut proc = Handler::spawn(issuer, &windows_path(repo_root()), port, logs);
 
-        // Readiness, as the host probes it: GET / until any answer.
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Ok(response) = client().get(format!("{base}/")).send().await {
-                assert_eq!(response.status(), 200, "GET / (readiness probe)");
-                break;
-            }
-            if let Some(status) = proc.exited() {
-                panic!("handler.exe exited before it was ready: {status}\n{}", proc.log_text());
-            }
-            assert!(Instant::now() < deadline, "handler.exe did not answer GET / within {STARTUP_TIMEOUT:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        provider::wait_ready(&mut proc, &base, &client(), STARTUP_TIMEOUT, Duration::from_millis(100)).await;
         Handler { proc, base }
     }
 
@@ -242,21 +148,14 @@ fn windows_path(path: &Path) -> String {
     format!("Z:{}", path.display()).replace('/', "\\")
 }
 
-/// A port that was free a moment ago (as the Functions host picks one).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("reqwest client")
+    provider::http_client(Duration::from_secs(20))
 }
 
 /// A provider and a ready handler.exe using it, logging to a fresh directory.
 async fn started(name: &str) -> (PathBuf, Provider, Handler) {
     let logs = log_dir(name);
-    let provider = Provider::start(&logs);
+    let provider = start_provider(&logs);
     let handler = Handler::start(&provider.issuer, &logs).await;
     (logs, provider, handler)
 }
@@ -315,7 +214,7 @@ async fn readiness_probe_answers_200_on_the_custom_handler_port() {
 #[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
 async fn signing_keys_are_fetched_from_the_provider() {
     let (logs, provider, handler) = started("keys").await;
-    let token = provider.token(3600).await;
+    let token = fetch_token(&provider, 3600).await;
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&segments(&token)[0]).unwrap()).unwrap();
     let kid = header["kid"].as_str().expect("kid in the provider's token header");
     let line = handler.log_line("signing keys loaded").await;
@@ -328,7 +227,7 @@ async fn signing_keys_are_fetched_from_the_provider() {
 #[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
 async fn restarted_with_the_provider_down_it_serves_from_the_key_set_snapshot() {
     let (logs, provider, handler) = started("snapshot").await;
-    let token = provider.token(3600).await;
+    let token = fetch_token(&provider, 3600).await;
     assert_eq!(call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await.status, 200);
     // The snapshot is written on a background thread after the fetch: wait for it (bounded).
     let snapshots = logs.join("snapshots");
@@ -374,7 +273,7 @@ async fn no_token_is_401_with_a_bearer_challenge() {
 #[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
 async fn valid_token_is_200_authentication_successful() {
     let (logs, provider, handler) = started("valid").await;
-    let token = provider.token(3600).await;
+    let token = fetch_token(&provider, 3600).await;
     let a = call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.www_authenticate, "");
@@ -387,7 +286,7 @@ async fn valid_token_is_200_authentication_successful() {
 async fn expired_token_is_401_invalid_token_expired() {
     let (logs, provider, handler) = started("expired").await;
     // Signed by the provider's key; expired ten minutes ago, far beyond the clock skew.
-    let token = provider.token(-600).await;
+    let token = fetch_token(&provider, -600).await;
     let a = call(&handler, reqwest::Method::GET, Some(&bearer(&token))).await;
     assert_eq!(a.status, 401, "{}", a.body);
     assert_eq!(
@@ -402,7 +301,7 @@ async fn expired_token_is_401_invalid_token_expired() {
 #[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
 async fn tampered_payload_is_401_invalid_token() {
     let (logs, provider, handler) = started("tampered").await;
-    let token = provider.token(3600).await;
+    let token = fetch_token(&provider, 3600).await;
     let parts = segments(&token);
     let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
     claims["sub"] = json!("attacker@clients");
@@ -418,7 +317,7 @@ async fn tampered_payload_is_401_invalid_token() {
 #[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
 async fn token_signed_by_another_key_under_the_providers_kid_is_401_invalid_token() {
     let (logs, provider, handler) = started("forged").await;
-    let token = provider.token(3600).await;
+    let token = fetch_token(&provider, 3600).await;
     let parts = segments(&token);
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[0]).unwrap()).unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
@@ -453,7 +352,7 @@ async fn malformed_authorization_header_is_400_invalid_request() {
 #[ignore = "needs Wine and handler.exe: run scripts/test-windows.sh"]
 async fn method_not_in_function_json_is_405_with_allow() {
     let (logs, provider, handler) = started("method").await;
-    let token = provider.token(3600).await;
+    let token = fetch_token(&provider, 3600).await;
     let a = call(&handler, reqwest::Method::DELETE, Some(&bearer(&token))).await;
     assert_eq!(a.status, 405, "{}", a.body);
     assert_eq!(a.allow, "GET, POST");
