@@ -319,7 +319,19 @@ if want cold; then
     sed -n 's/^ready median_ms=\([0-9.]*\).*/\1/p' <<<"$out"
     sed -n 's/^authed median_ms=\([0-9.]*\).*/\1/p' <<<"$out"
   }
+  # A snapshot to start from: one handler run that lives until the snapshot is on disk (the
+  # cold-start runs are killed right after their first answer, before a write could finish).
   rm -rf "$DATA/snapshots"
+  FUNCTIONS_CUSTOMHANDLER_PORT="$P_HANDLER" FUNCTIONS_APP_ROOT_PATH="$ROOT" AUTH_ISSUER="$ISSUER" \
+    AUTH_AUDIENCE="$AUDIENCE" AUTH_JWKS_SNAPSHOT_DIR="$DATA/snapshots" RUST_LOG=warn "$HANDLER" >/dev/null &
+  seed_pid=$!
+  for _ in $(seq 1 200); do
+    compgen -G "$DATA/snapshots/jwks-*.json" >/dev/null && break
+    sleep 0.05
+  done
+  kill "$seed_pid" 2>/dev/null || true
+  wait "$seed_pid" 2>/dev/null || true
+  compgen -G "$DATA/snapshots/jwks-*.json" >/dev/null || { echo "bench.sh: no key set snapshot was written" >&2; exit 1; }
   mapfile -t H < <(cold handler)
   mapfile -t S < <(cold handler-snapshot)
   mapfile -t B < <(cold bare)
