@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hmac;
-use aws_lc_rs::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
+use aws_lc_rs::signature::{RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue};
@@ -18,7 +18,9 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::keys::asymmetric_alg;
+use super::keys::{asymmetric_alg, ec_point};
+use super::token::decode_json;
+use super::verify::{point_algorithm, rsa_params};
 use crate::error::{AuthError, ProofRejection as P};
 
 /// Longest `DPoP` header read. An RSA-8192 public key in the JOSE header plus its
@@ -175,14 +177,7 @@ impl ProofKey {
                     "P-384" => ("P-384", 48),
                     _ => return Err(P::BadKey),
                 };
-                let (x, y) = (bytes("x")?, bytes("y")?);
-                if x.len() != len || y.len() != len {
-                    return Err(P::BadKey);
-                }
-                let mut point = Vec::with_capacity(1 + 2 * len);
-                point.push(4);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
+                let point = ec_point(&bytes("x")?, &bytes("y")?, len).ok_or(P::BadKey)?;
                 Ok(Self::Ec { crv, x: text("x")?.to_owned(), y: text("y")?.to_owned(), point })
             }
             "RSA" => {
@@ -227,25 +222,18 @@ impl ProofKey {
 
     /// True when `signature` is a valid `alg` signature of `message` under this key.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        let point_verifies = |public: &[u8]| {
+            point_algorithm(alg)
+                .is_some_and(|algorithm| UnparsedPublicKey::new(algorithm, public).verify(message, signature).is_ok())
+        };
         match self {
-            Self::Ec { point, .. } => {
-                let algorithm = match alg {
-                    Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-                    Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-                    _ => return false,
-                };
-                UnparsedPublicKey::new(algorithm, point).verify(message, signature).is_ok()
-            }
-            Self::Rsa { modulus, exponent, .. } => {
-                let Some(params) = super::verify::rsa_params(alg) else { return false };
+            Self::Ec { point, .. } => matches!(alg, Algorithm::ES256 | Algorithm::ES384) && point_verifies(point),
+            Self::Ed25519 { public, .. } => alg == Algorithm::EdDSA && point_verifies(public),
+            Self::Rsa { modulus, exponent, .. } => rsa_params(alg).is_some_and(|params| {
                 RsaPublicKeyComponents { n: modulus.as_slice(), e: exponent.as_slice() }
                     .verify(params, message, signature)
                     .is_ok()
-            }
-            Self::Ed25519 { public, .. } => {
-                alg == Algorithm::EdDSA
-                    && UnparsedPublicKey::new(&sig::ED25519, public).verify(message, signature).is_ok()
-            }
+            }),
         }
     }
 
@@ -321,7 +309,7 @@ pub fn parse_proof<'a>(proof: &'a str, allowed: &[Algorithm]) -> Result<Proof<'a
     {
         return Err(P::Malformed);
     }
-    let header = decode_object(header_b64).ok_or(P::Malformed)?;
+    let header = decode_json(header_b64).ok_or(P::Malformed)?;
     if !header.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
         return Err(P::WrongType);
     }
@@ -340,7 +328,7 @@ pub fn parse_proof<'a>(proof: &'a str, allowed: &[Algorithm]) -> Result<Proof<'a
         return Err(P::BadKey);
     }
 
-    let payload = decode_object(payload_b64).ok_or(P::Malformed)?;
+    let payload = decode_json(payload_b64).ok_or(P::Malformed)?;
     let required = |name: &str| match payload.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         _ => Err(P::Malformed),
@@ -374,14 +362,6 @@ pub fn parse_proof<'a>(proof: &'a str, allowed: &[Algorithm]) -> Result<Proof<'a
         signed: &proof[..header_b64.len() + 1 + payload_b64.len()],
         signature,
     })
-}
-
-fn decode_object(segment: &str) -> Option<Map<String, Value>> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
 }
 
 /// An http(s) URL reduced to `scheme://host[:port]/path` after RFC 3986 normalisation

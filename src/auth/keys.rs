@@ -213,14 +213,7 @@ fn parse_jwk(value: serde_json::Value, policy: &KeyPolicy) -> Result<VerifyingKe
                 Some("P-384") => (Algorithm::ES384, 48),
                 _ => return Err(KeyRejection::UnsupportedCurve),
             };
-            let (x, y) = (b64(jwk.x.as_ref())?, b64(jwk.y.as_ref())?);
-            if x.len() != len || y.len() != len {
-                return Err(KeyRejection::Malformed);
-            }
-            let mut point = Vec::with_capacity(1 + 2 * len);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
+            let point = ec_point(&b64(jwk.x.as_ref())?, &b64(jwk.y.as_ref())?, len).ok_or(KeyRejection::Malformed)?;
             (AlgorithmFamily::Ec, Some(curve_alg), DecodingKey::from_ec_der(&point))
         }
         "OKP" => {
@@ -281,6 +274,19 @@ pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::ES384,
     Algorithm::EdDSA,
 ];
+
+/// The uncompressed SEC1 point `04 || x || y` of an EC JWK whose coordinates are `len`
+/// bytes each (32 for P-256, 48 for P-384); `None` for coordinates of another length.
+pub(crate) fn ec_point(x: &[u8], y: &[u8], len: usize) -> Option<Vec<u8>> {
+    if x.len() != len || y.len() != len {
+        return None;
+    }
+    let mut point = Vec::with_capacity(1 + 2 * len);
+    point.push(0x04);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    Some(point)
+}
 
 /// Maps a JOSE `alg` name to an asymmetric signature algorithm; `None` for HMAC, `none`
 /// and anything unknown.

@@ -23,7 +23,6 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -136,17 +135,6 @@ impl Authenticator {
             retry_after_secs: self.retry_after.as_secs(),
             resource_metadata: None,
         }
-    }
-
-    /// Reads the bearer token from `headers` and verifies it (Bearer only; the request path
-    /// uses [`Authenticator::authenticate_request`], which also takes DPoP).
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Claims>, AuthError> {
-        let token = bearer::bearer_token(headers, self.max_token_bytes)?;
-        let claims = self.verify(token).await?;
-        // No downgrade: a bound token (`cnf`, RFC 9449 / RFC 8705) is refused unless the
-        // binding is proven on this request; Bearer proves at most a client certificate.
-        self.check_confirmation(&claims, headers, None)?;
-        Ok(claims)
     }
 
     /// Verifies a compact JWS access token. The algorithm comes from configuration and the

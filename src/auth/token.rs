@@ -117,7 +117,8 @@ pub fn is_access_token_type(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
 }
 
-fn decode_json(segment: &str) -> Option<Map<String, Value>> {
+/// A base64url JWS segment holding a JSON object (a JOSE header or claims set).
+pub(crate) fn decode_json(segment: &str) -> Option<Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
     match serde_json::from_slice(&bytes).ok()? {
         Value::Object(map) => Some(map),

@@ -74,6 +74,16 @@ pub(crate) fn rsa_params(alg: Algorithm) -> Option<&'static sig::RsaParameters> 
     })
 }
 
+/// aws-lc's verification algorithm for `alg` when its key is a point (ES256, ES384, EdDSA).
+pub(crate) fn point_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        _ => return None,
+    })
+}
+
 fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
     if let Some(params) = rsa_params(alg) {
         return match key.kind() {
@@ -83,12 +93,7 @@ fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
             DecodingKeyKind::SecretOrDer(der) => ParsedPublicKey::new(params, der).ok(),
         };
     }
-    let algorithm: &'static dyn VerificationAlgorithm = match alg {
-        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &sig::ED25519,
-        _ => return None,
-    };
+    let algorithm = point_algorithm(alg)?;
     match key.kind() {
         DecodingKeyKind::SecretOrDer(bytes) => ParsedPublicKey::new(algorithm, bytes).ok(),
         DecodingKeyKind::RsaModulusExponent { .. } => None,
