@@ -120,6 +120,8 @@ pub struct KeyStore {
     /// its result instead of starting their own. The wait is bounded by `http_timeout`.
     fetch_lock: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
+    /// A [`Freshness`], written under the state's write lock where the state changes, so the
+    /// decision line of every request reads it without taking the lock.
     freshness: AtomicU8,
     snapshots: Option<Arc<SnapshotWriter>>,
 }
@@ -224,40 +226,34 @@ impl KeyStore {
     /// Keeps the last good key set in `dir` (written after every successful fetch) and
     /// starts from the snapshot found there, if it is usable: same issuer, same configured
     /// key set URL, younger than the stale window, and keys that pass every rule keys from
-    /// the network pass. Anything else is ignored with one warning line. Returns the age of
-    /// the snapshot loaded.
-    pub fn with_snapshots(mut self, dir: PathBuf) -> (Self, Option<Duration>) {
-        let loaded = match &self.source {
-            Source::Static => None,
-            Source::Remote { discover, jwks_uri } => {
-                let configured =
-                    if *discover { None } else { jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone() };
-                let loaded = self.load_snapshot(&dir, configured.as_ref().map(Url::as_str));
-                // A discovered URL may change, so any recorded one is accepted, and used for
-                // fetches as a discovered one would be: until a fetch from it fails, which
-                // sends the next fetch back to discovery. Saves the discovery round trip on
-                // a cold start, and works while only the discovery endpoint is down.
-                if let Some((_, uri)) = &loaded
-                    && *discover
-                    && let Ok(uri) = Url::parse(uri)
-                    && is_acceptable_url(&uri)
-                {
-                    *jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(uri);
-                }
-                loaded.map(|(age, _)| age)
-            }
-        };
+    /// the network pass. Anything else is ignored with one warning line. A fixed PEM key
+    /// needs no snapshot.
+    pub fn with_snapshots(mut self, dir: PathBuf) -> Self {
+        let Source::Remote { discover, jwks_uri } = &self.source else { return self };
+        let configured = if *discover { None } else { jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone() };
+        let loaded_from = self.load_snapshot(&dir, configured.as_ref().map(Url::as_str));
+        // A discovered URL may change, so any recorded one is accepted, and used for fetches
+        // as a discovered one would be: until a fetch from it fails, which sends the next
+        // fetch back to discovery. Saves the discovery round trip on a cold start, and works
+        // while only the discovery endpoint is down.
+        if let Some(uri) = loaded_from
+            && *discover
+            && let Ok(uri) = Url::parse(&uri)
+            && is_acceptable_url(&uri)
+        {
+            *jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(uri);
+        }
         self.snapshots = Some(Arc::new(SnapshotWriter {
             dir,
             written: Mutex::new(0),
             failed: AtomicBool::new(false),
             swept: AtomicBool::new(false),
         }));
-        (self, loaded)
+        self
     }
 
-    /// The snapshot's age and key set URL, when it was loaded.
-    fn load_snapshot(&self, dir: &std::path::Path, configured_uri: Option<&str>) -> Option<(Duration, String)> {
+    /// Loads the snapshot in `dir`, if usable; returns the key set URL it was fetched from.
+    fn load_snapshot(&self, dir: &std::path::Path, configured_uri: Option<&str>) -> Option<String> {
         let path = snapshot::path_for(dir, &self.issuer);
         let ignored = |reason: &dyn std::fmt::Display| {
             warn!(issuer = %self.issuer, path = %path.display(), reason = %reason, "key set snapshot ignored");
@@ -292,7 +288,7 @@ impl KeyStore {
         state.keys = Arc::new(keys);
         state.valid_until = Some(valid_until(Instant::now(), age, self.settings.max_stale));
         self.freshness.store(Freshness::Snapshot as u8, Ordering::Relaxed);
-        Some((age, snap.jwks_uri))
+        Some(snap.jwks_uri)
     }
 
     /// Where the keys in use came from and whether the last refresh worked.

@@ -64,7 +64,7 @@ impl Authenticator {
             .map(|issuer| {
                 let store = KeyStore::new(issuer, config.jwks, client.clone())?;
                 Ok(Arc::new(match &snapshots {
-                    Some(dir) => store.with_snapshots(dir.clone()).0,
+                    Some(dir) => store.with_snapshots(dir.clone()),
                     None => store,
                 }))
             })
