@@ -117,16 +117,27 @@ pub async fn shutdown_signal() {
     info!(signal, "stopping: finishing the requests in flight");
 }
 
+/// Waits for the stop event that `$register` (an `io::Result` of a tokio signal stream)
+/// listens for, then yields `$name`; never fires if it could not be registered.
+#[cfg(any(unix, windows))]
+macro_rules! stop_event {
+    ($register:expr, $name:literal) => {
+        async {
+            match $register {
+                Ok(mut event) => {
+                    event.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+            $name
+        }
+    };
+}
+
 #[cfg(unix)]
 async fn platform_stop() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            term.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
-    "SIGTERM"
+    stop_event!(signal(SignalKind::terminate()), "SIGTERM").await
 }
 
 /// Windows has no SIGTERM: a console program is asked to stop with console control events.
@@ -134,37 +145,10 @@ async fn platform_stop() -> &'static str {
 #[cfg(windows)]
 async fn platform_stop() -> &'static str {
     use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
-    let ctrl_break = async {
-        match ctrl_break() {
-            Ok(mut event) => {
-                event.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-        "Ctrl-Break"
-    };
-    let ctrl_close = async {
-        match ctrl_close() {
-            Ok(mut event) => {
-                event.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-        "console close"
-    };
-    let ctrl_shutdown = async {
-        match ctrl_shutdown() {
-            Ok(mut event) => {
-                event.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-        "system shutdown"
-    };
     tokio::select! {
-        name = ctrl_break => name,
-        name = ctrl_close => name,
-        name = ctrl_shutdown => name,
+        name = stop_event!(ctrl_break(), "Ctrl-Break") => name,
+        name = stop_event!(ctrl_close(), "console close") => name,
+        name = stop_event!(ctrl_shutdown(), "system shutdown") => name,
     }
 }
 

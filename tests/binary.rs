@@ -342,3 +342,26 @@ fn two_processes_writing_one_snapshot_folder_never_tear_a_file() {
     }
     assert_eq!(names.len(), 1, "{names:?}");
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_handler_gracefully_with_exit_0_and_says_so() {
+    let port = free_port();
+    let env = [("AUTH0_DOMAIN", "t.auth0.com"), ("AUTH_AUDIENCE", "a")];
+    let mut child = Running(handler(port, &repo_root(), &env).spawn().unwrap());
+    let lines = stdout_lines(&mut child.0);
+    wait_ready(port);
+    let sent = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let log = read_until(&lines, "stopping");
+    assert!(log.contains("signal=SIGTERM"), "{log}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "handler still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}
