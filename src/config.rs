@@ -222,7 +222,7 @@ impl Config {
         if audiences.is_empty() && issuers.iter().any(|i| i.audiences.is_none()) {
             return Err(bad("AUTH_AUDIENCE", "required: the API identifier(s) tokens must be issued for"));
         }
-        let algorithms = algorithms(get("AUTH_ALGORITHMS"))?;
+        let algorithms = algorithms("AUTH_ALGORITHMS", get("AUTH_ALGORITHMS"), &[Algorithm::RS256])?;
         let clock_skew = Duration::from_secs(number(&get, "AUTH_CLOCK_SKEW_SECONDS", 30, 0, 300)? as u64);
         let realm = get("AUTH_REALM").unwrap_or_else(|| "api".to_owned());
         if realm.contains(['"', '\\']) || !realm.is_ascii() || realm.chars().any(|c| c.is_ascii_control()) {
@@ -284,8 +284,8 @@ fn snapshot_dir(get: &impl Fn(&str) -> Option<String>) -> SnapshotDir {
         Some(v) if v.eq_ignore_ascii_case("off") => SnapshotDir::Off,
         Some(dir) => SnapshotDir::Dir(PathBuf::from(dir)),
         None => SnapshotDir::Default {
-            // App Service and Functions set WEBSITE_INSTANCE_ID; HOME is the app's persistent
-            // storage there (the content share on Windows and Linux Consumption/Premium).
+            // App Service and Functions set WEBSITE_INSTANCE_ID; HOME is the app's storage
+            // there (the content share every instance sees on Windows plans).
             app_service: get("WEBSITE_INSTANCE_ID")
                 .and(get("HOME"))
                 .map(|home| PathBuf::from(home).join("data").join("azfn-auth")),
@@ -317,28 +317,7 @@ fn dpop_settings(get: &impl Fn(&str) -> Option<String>) -> Result<crate::auth::d
     if mode == DpopMode::Required && public_origins.is_empty() {
         return Err(bad("AUTH_PUBLIC_URL", "required when AUTH_DPOP is required: DPoP proofs name this URL"));
     }
-    let algorithms = match get("AUTH_DPOP_ALGORITHMS") {
-        None => defaults.algorithms,
-        Some(raw) => {
-            let names = list(Some(raw));
-            let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                let Some(alg) = crate::auth::keys::asymmetric_alg(&name) else {
-                    return Err(bad(
-                        "AUTH_DPOP_ALGORITHMS",
-                        format!(
-                            "{name:?} is not allowed; use ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512 or EdDSA"
-                        ),
-                    ));
-                };
-                out.push(alg);
-            }
-            if out.is_empty() {
-                return Err(bad("AUTH_DPOP_ALGORITHMS", "must name at least one algorithm"));
-            }
-            out
-        }
-    };
+    let algorithms = algorithms("AUTH_DPOP_ALGORITHMS", get("AUTH_DPOP_ALGORITHMS"), &defaults.algorithms)?;
     let max_age = number(get, "AUTH_DPOP_MAX_AGE_SECONDS", defaults.max_age.as_secs() as usize, 1, 3_600)?;
     let replay_entries = number(get, "AUTH_DPOP_REPLAY_CACHE_ENTRIES", defaults.replay_entries, 1_000, 10_000_000)?;
     let nonce_secret = match get("AUTH_DPOP_NONCE_SECRET") {
@@ -505,31 +484,29 @@ pub(crate) fn is_acceptable_url(url: &Url) -> bool {
     }
 }
 
-fn algorithms(value: Option<String>) -> Result<Vec<Algorithm>, ConfigError> {
+/// A comma-separated algorithm list (`variable`): public-key algorithms only, duplicates
+/// dropped; `default` when empty.
+fn algorithms(
+    variable: &'static str,
+    value: Option<String>,
+    default: &[Algorithm],
+) -> Result<Vec<Algorithm>, ConfigError> {
     let names = list(value);
     if names.is_empty() {
-        return Ok(vec![Algorithm::RS256]);
+        return Ok(default.to_vec());
     }
     let mut out = Vec::new();
     for name in names {
-        let alg = match name.as_str() {
-            "RS256" => Algorithm::RS256,
-            "RS384" => Algorithm::RS384,
-            "RS512" => Algorithm::RS512,
-            "PS256" => Algorithm::PS256,
-            "PS384" => Algorithm::PS384,
-            "PS512" => Algorithm::PS512,
-            "ES256" => Algorithm::ES256,
-            "ES384" => Algorithm::ES384,
-            "EdDSA" => Algorithm::EdDSA,
-            other if other.eq_ignore_ascii_case("none") || other.to_ascii_uppercase().starts_with("HS") => {
-                return Err(bad("AUTH_ALGORITHMS", format!("{other} is never allowed with public keys")));
+        let alg = match crate::auth::keys::asymmetric_alg(&name) {
+            Some(alg) => alg,
+            None if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") => {
+                return Err(bad(variable, format!("{name} is never allowed with public keys")));
             }
-            other => {
+            None => {
                 return Err(bad(
-                    "AUTH_ALGORITHMS",
+                    variable,
                     format!(
-                        "unknown algorithm {other:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+                        "unknown algorithm {name:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
                     ),
                 ));
             }

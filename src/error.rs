@@ -286,11 +286,6 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal with the Bearer challenge only (no DPoP involved).
-    pub fn bearer(error: AuthError) -> Self {
-        Self { error, offer: Offer::Bearer, nonce: None }
-    }
-
     /// The full HTTP answer.
     pub fn into_response(self, challenges: &Challenges) -> Response<Body> {
         let Self { error, offer, nonce } = self;
