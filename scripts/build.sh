@@ -24,13 +24,10 @@ step() { echo "==> $*"; }
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
 
+# shellcheck source=scripts/cargo-exe.sh
+source "$ROOT/scripts/cargo-exe.sh"
 step "Rust target $TARGET"
-if rustc --print sysroot >/dev/null 2>&1 && [[ -d "$(rustc --print sysroot)/lib/rustlib/$TARGET/lib" ]]; then
-  echo "    installed"
-else
-  command -v rustup >/dev/null || die "Rust target $TARGET is missing and rustup is not available to add it"
-  rustup target add "$TARGET"
-fi
+ensure_rust_target "$TARGET" || die "cannot add the Rust target $TARGET"
 
 step "C toolchain for $TARGET (${TOOLS[*]})"
 missing=()
@@ -46,8 +43,6 @@ else
 fi
 
 step "cargo build --release --target $TARGET --bin handler"
-# shellcheck source=scripts/cargo-exe.sh
-source "$ROOT/scripts/cargo-exe.sh"
 BUILT=$(cargo_exe handler --release --target "$TARGET" --bin handler) || die "cargo build failed"
 [[ -f "$BUILT" ]] || die "$BUILT was not produced"
 

@@ -27,3 +27,15 @@ print(found)
 cargo_target_dir() {
   cargo metadata --format-version 1 --no-deps "$@" | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
+
+# `ensure_rust_target TRIPLE`: adds the Rust target with rustup unless the sysroot has it.
+ensure_rust_target() {
+  if rustc --print sysroot >/dev/null 2>&1 && [[ -d "$(rustc --print sysroot)/lib/rustlib/$1/lib" ]]; then
+    echo "    installed"
+  elif command -v rustup >/dev/null; then
+    rustup target add "$1"
+  else
+    echo "Rust target $1 is missing and rustup is not available to add it" >&2
+    return 1
+  fi
+}

@@ -37,13 +37,10 @@ die() { echo "test-windows.sh: error: $*" >&2; exit 1; }
 command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
 
 # ---------------------------------------------------------------------------------------------
+# shellcheck source=scripts/cargo-exe.sh
+source "$ROOT/scripts/cargo-exe.sh"
 step "Rust target $TARGET"
-if [[ -d "$(rustc --print sysroot)/lib/rustlib/$TARGET/lib" ]]; then
-  echo "    installed"
-else
-  command -v rustup >/dev/null || die "Rust target $TARGET is missing and rustup is not available to add it"
-  rustup target add "$TARGET"
-fi
+ensure_rust_target "$TARGET" || die "cannot add the Rust target $TARGET"
 
 step "system packages (wine, wine64, mingw-w64 C compiler, nasm)"
 missing=()
@@ -66,8 +63,6 @@ WINEDEBUG=-all wine --version
 
 # ---------------------------------------------------------------------------------------------
 step "cargo build --profile $PROFILE --target $TARGET --bin handler"
-# shellcheck source=scripts/cargo-exe.sh
-source "$ROOT/scripts/cargo-exe.sh"
 BUILT=$(cargo_exe handler --locked --profile "$PROFILE" --target "$TARGET" --bin handler) || die "cargo build failed"
 [[ -f "$BUILT" ]] || die "$BUILT was not produced"
 TARGET_DIR="$(cargo_target_dir)"
