@@ -541,6 +541,24 @@ async fn step_up_decision_is_logged_with_its_reason() {
 }
 
 #[tokio::test]
+async fn step_up_demand_is_the_same_in_proxy_mode() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let root = AppRoot::new("step-up-proxy");
+    root.function("api-b", Some(mfa_policy()));
+    let mut layout = AppLayout::load(root.path()).unwrap();
+    layout.mode = HostMode::Proxy;
+    let state =
+        AppState::with_functions(Authenticator::new(&auth_config(&idp.issuer)).unwrap(), layout, registry(), 1 << 20);
+    let router = app(Arc::new(state.unwrap()));
+    let mut c = claims(&idp.issuer);
+    c["acr"] = json!("pwd");
+    assert_step_up(&call(&router, "/api/api-b", Some(&token(&key, &c))).await, MFA_ATTRIBUTES);
+    c["acr"] = json!(MFA);
+    assert_eq!(call(&router, "/api/api-b", Some(&token(&key, &c))).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn step_up_values_are_validated_at_start_up_naming_file_and_field() {
     let root = AppRoot::new("bad-step-up");
     for (policy, field) in [
