@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::auth::Claims;
+use crate::body::{self, Admitted};
 use crate::error::{Challenges, Refusal};
 use crate::extract::{Invocation, OutputData, Outputs};
 use crate::functions::{self, BoxedHandler, Functions};
@@ -26,6 +27,12 @@ use crate::protocol::invocation::{
 };
 use crate::route::RouteValues;
 
+/// The largest body an invocation envelope may carry, whatever a function's
+/// `maxBodyBytes`: the envelope is read whole (its body is a JSON string), and the host
+/// itself refuses larger requests (`DefaultMaxRequestBodySize`, 100 MB, PROTOCOL.md §3).
+/// Raising it would only let one invocation hold more memory.
+pub const ENVELOPE_BODY_CAP: u64 = 100 * 1024 * 1024;
+
 /// Everything a request needs, built once at start-up.
 #[derive(Debug)]
 pub struct AppState {
@@ -35,7 +42,8 @@ pub struct AppState {
     pub layout: AppLayout,
     /// What serves each function, index-aligned with `layout.functions`.
     pub endpoints: Vec<Endpoint>,
-    /// Largest request body (or invocation envelope) read.
+    /// Largest request body a function reads unless its `maxBodyBytes` says otherwise
+    /// (`HANDLER_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// RFC 9728 metadata, when `AUTH_RESOURCE` is set.
     pub resource_metadata: Option<ResourceMetadata>,
@@ -183,6 +191,14 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The largest request body function `index` reads: its `maxBodyBytes`, else
+    /// `HANDLER_MAX_BODY_BYTES`.
+    pub fn body_limit(&self, index: usize) -> u64 {
+        self.layout.functions[index].max_body_bytes.unwrap_or(self.max_body_bytes as u64)
+    }
+}
+
 /// The router: `GET /` readiness, everything else routed by [`AppLayout`].
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new().route("/", any(ready)).fallback(route).with_state(state)
@@ -253,7 +269,8 @@ pub struct Context<'a> {
 
 /// Runs HTTP function `index` for a request in standard `http` form, whichever protocol
 /// mode brought it: method check, authentication, policy, then the business handler. The
-/// body is only read once the caller is authenticated. Output bindings the handler set
+/// body is never collected here: the handler gets it as it streams, once the caller passed
+/// authentication and the policy, under the function's size limit. Output bindings the handler set
 /// stay in the response's extensions (as [`Outputs`]).
 pub async fn run_function(
     state: &AppState,
@@ -296,12 +313,21 @@ pub async fn run_function(
         next_nonce = authenticated.nonce;
         Some(claims)
     };
-    let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    // The body goes on as it streams: only its declared length is checked here, so a
+    // refused request never had a byte of it read.
+    let (body, exceeded) = match body::admit(body, state.body_limit(index)) {
+        Admitted::Whole(body) => (body, None),
+        Admitted::Watched(body, exceeded) => (body, Some(exceeded)),
+        Admitted::TooLarge => {
+            let caller = Caller::of(&state.auth, claims.as_deref());
+            let (status, reason) = (StatusCode::PAYLOAD_TOO_LARGE.as_u16(), "request body too large");
+            Decision { function: &spec.name, outcome: "denied", status, reason, caller, started }.record(logs);
+            return too_large();
+        }
     };
     let caller_claims = claims.clone();
     let sink = logs.is_some().then(|| Arc::new(Mutex::new(Vec::new())));
-    let mut request = Request::from_parts(parts, Body::from(body));
+    let mut request = Request::from_parts(parts, body);
     let extensions = request.extensions_mut();
     if let Some(claims) = claims {
         extensions.insert(claims);
@@ -309,6 +335,11 @@ pub async fn run_function(
     extensions.insert(values);
     extensions.insert(Invocation { function: name.clone(), inputs, payload: None, metadata: None, logs: sink.clone() });
     let mut response = handler(request).await;
+    if exceeded.is_some_and(|exceeded| exceeded.get()) {
+        // Whatever the handler made of the error its body read gave (a 400, a 500, a
+        // partial answer), the caller sent too much.
+        response = too_large();
+    }
     if let Some(nonce) = next_nonce {
         response.headers_mut().insert(crate::error::DPOP_NONCE, nonce);
     }
@@ -323,10 +354,20 @@ pub async fn run_function(
     response
 }
 
+/// 413 for a body over the function's limit.
+fn too_large() -> Response<Body> {
+    plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+}
+
 /// A response going back as plain HTTP (forwarding/proxy mode, or a direct call): output
 /// bindings cannot be delivered that way (the host only takes them from an invocation
 /// result, and calls functions that declare them in invocation mode).
 fn forwarded(spec: &FunctionSpec, mut response: Response<Body>) -> Response<Body> {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is never read: say the connection ends with this answer
+        // (RFC 9110 §15.5.14), so the host does not send its next request on it.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(outputs) = response.extensions_mut().remove::<Outputs>() {
         let names: Vec<&str> = outputs.0.iter().map(|(name, _)| name.as_str()).collect();
         warn!(
@@ -341,7 +382,8 @@ fn forwarded(spec: &FunctionSpec, mut response: Response<Body>) -> Response<Body
 /// Handles `POST /<Function>` from the host.
 async fn invoke(state: &AppState, index: usize, request: Request) -> Response<Body> {
     let spec = &state.layout.functions[index];
-    let limit = state.max_body_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES);
+    let body_limit = usize::try_from(state.body_limit(index).min(ENVELOPE_BODY_CAP)).unwrap_or(usize::MAX);
+    let limit = body_limit.saturating_add(ENVELOPE_OVERHEAD_BYTES);
     let Ok(envelope) = axum::body::to_bytes(request.into_body(), limit).await else {
         warn!(function = %spec.name, limit, "invocation payload too large");
         let line = format!("invocation payload for {} exceeds {limit} bytes", spec.name);

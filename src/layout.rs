@@ -41,6 +41,9 @@ pub struct FunctionSpec {
     pub bindings: Vec<Binding>,
     /// Authorization rules from `auth.json` beside `function.json`.
     pub policy: Policy,
+    /// `"maxBodyBytes"` in `auth.json`: the largest request body this function reads
+    /// (`None`: `HANDLER_MAX_BODY_BYTES`).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A binding other than the trigger and the HTTP output.
@@ -80,6 +83,7 @@ impl FunctionSpec {
             output: Some("res".to_owned()),
             bindings: Vec::new(),
             policy: Policy::default(),
+            max_body_bytes: None,
         })
     }
 
@@ -168,7 +172,11 @@ impl AppLayout {
             let mut function = Self::read_function(&file, name, &doc)?;
             let policy_file = entry.path().join("auth.json");
             match std::fs::read(&policy_file) {
-                Ok(bytes) => function.policy = Policy::parse(&bytes).map_err(|e| bad(&policy_file, e))?,
+                Ok(bytes) => {
+                    let (policy, max_body_bytes) = read_auth_json(&bytes).map_err(|e| bad(&policy_file, e))?;
+                    function.policy = policy;
+                    function.max_body_bytes = max_body_bytes;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(bad(&policy_file, e.to_string())),
             }
@@ -239,6 +247,7 @@ impl AppLayout {
                 output,
                 bindings: others,
                 policy: Policy::default(),
+                max_body_bytes: None,
             });
         }
         // Without an HTTP output the handler could not answer even a refused token.
@@ -287,6 +296,7 @@ impl AppLayout {
             output: Some(output),
             bindings: others,
             policy: Policy::default(),
+            max_body_bytes: None,
         })
     }
 
@@ -372,6 +382,24 @@ fn sort_like_the_host(functions: &mut [FunctionSpec]) {
         })
     }
     functions.sort_by(|a, b| key(&a.name).cmp(key(&b.name)));
+}
+
+/// `auth.json`: the policy, and `"maxBodyBytes"` (a request-size rule rather than an
+/// authorization one, so it is taken out before the policy is parsed). A file holding only
+/// `maxBodyBytes` leaves the policy at "any valid token", as no file does.
+fn read_auth_json(bytes: &[u8]) -> Result<(Policy, Option<u64>), String> {
+    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let Some(limit) = doc.as_object_mut().and_then(|fields| fields.remove("maxBodyBytes")) else {
+        return Ok((Policy::parse(bytes)?, None));
+    };
+    let limit = match limit.as_u64() {
+        Some(limit) if limit > 0 => limit,
+        _ => return Err("maxBodyBytes: must be a whole number of bytes, at least 1".into()),
+    };
+    if doc.as_object().is_some_and(serde_json::Map::is_empty) {
+        return Ok((Policy::default(), Some(limit)));
+    }
+    Ok((Policy::parse(doc.to_string().as_bytes())?, Some(limit)))
 }
 
 #[cfg(test)]
@@ -526,5 +554,35 @@ mod tests {
         assert_eq!(raw.invocation_target("/api-a"), None);
         let envelope = layout("", HostMode::Invocation, functions);
         assert_eq!(envelope.invocation_target("/api-a"), Some(0));
+    }
+
+    #[test]
+    fn max_body_bytes_is_read_beside_the_policy() {
+        let (policy, limit) = read_auth_json(br#"{"scopes": {"all": ["a"]}, "maxBodyBytes": 536870912}"#).unwrap();
+        assert_eq!(limit, Some(512 << 20));
+        assert_eq!(policy, Policy::parse(br#"{"scopes": {"all": ["a"]}}"#).unwrap());
+    }
+
+    #[test]
+    fn max_body_bytes_alone_keeps_the_default_policy() {
+        assert_eq!(read_auth_json(br#"{"maxBodyBytes": 10}"#).unwrap(), (Policy::default(), Some(10)));
+        assert_eq!(
+            read_auth_json(br#"{"anonymous": true, "maxBodyBytes": 10}"#).unwrap(),
+            (Policy::Anonymous, Some(10))
+        );
+    }
+
+    #[test]
+    fn max_body_bytes_must_be_a_positive_whole_number() {
+        for bad in [r#"0"#, r#"-1"#, r#"1.5"#, r#""10""#, r#"null"#] {
+            let doc = format!(r#"{{"maxBodyBytes": {bad}}}"#);
+            let error = read_auth_json(doc.as_bytes()).unwrap_err();
+            assert!(error.starts_with("maxBodyBytes:"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_auth_json_fields_are_still_refused_beside_max_body_bytes() {
+        assert!(read_auth_json(br#"{"maxBodyBytes": 10, "scopez": []}"#).is_err());
     }
 }

@@ -11,6 +11,7 @@
 //!   app's whole `main`.
 //! - [`app`]: the router (readiness, invocation, forwarding/proxy), the one request path for
 //!   HTTP functions and the one for other triggers.
+//! - `body`: request bodies streamed to handlers under each function's size limit.
 //! - [`protocol`]: the invocation envelope, converted to and from `http` types and binding
 //!   values at the edge (imports nothing of the app).
 //! - [`auth`]: bearer parsing, signing keys, token verification, verified-token cache,
@@ -28,6 +29,7 @@
 
 pub mod app;
 pub mod auth;
+mod body;
 pub mod config;
 pub mod error;
 pub mod extract;

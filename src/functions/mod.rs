@@ -1,6 +1,7 @@
 //! How an app hands its business functions to the handler: ordinary axum handlers (or
-//! `MethodRouter`s such as `get(list).post(create)`), registered by function (folder) name
-//! in [`Functions`]. The built-in `handler` binary serves [`builtin`]: one file per Azure
+//! `MethodRouter`s such as `get(list).post(create)`), or any ready tower service (an axum
+//! `Router`, an MCP SDK's Streamable HTTP service, `tower_http`'s `ServeDir`), registered by
+//! function (folder) name in [`Functions`]. The built-in `handler` binary serves [`builtin`]: one file per Azure
 //! function (folder `api-a` ↔ module `api_a`).
 //!
 //! ```no_run
@@ -18,6 +19,7 @@
 
 pub mod api_a;
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +27,8 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
 
 /// A registered handler with its state applied, ready to serve requests.
 pub(crate) type BoxedHandler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
@@ -66,6 +69,35 @@ impl<S: Clone + Send + Sync + 'static> Functions<S> {
     {
         let make: MakeHandler<S> = Box::new(move |state: S| -> BoxedHandler {
             Arc::new(move |request: Request| Box::pin(handler.clone().call(request, state.clone())))
+        });
+        self.entries.push((name.to_owned(), make));
+        self
+    }
+
+    /// Serves function `name` with a tower `service` whose errors are
+    /// [`Infallible`] (as axum's `Router::route_service` asks) and whose response body is
+    /// axum-compatible: an axum `Router`, an MCP SDK's Streamable HTTP service, a file
+    /// server. It runs behind the same token check and policy as a handler, gets the body as
+    /// it streams, and finds the verified claims (as `Arc<`[`Claims`](crate::auth::Claims)`>`,
+    /// where the [`Claims`](crate::auth::Claims) extractor reads them) and the
+    /// [`RouteValues`](crate::route::RouteValues) in the request's extensions. The request
+    /// URI is the public one (`/api/<route>`, with the host's `routePrefix`), in every mode.
+    pub fn service<T>(mut self, name: &str, service: T) -> Self
+    where
+        T: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        T::Response: IntoResponse,
+        T::Future: Send + 'static,
+    {
+        let make: MakeHandler<S> = Box::new(move |_: S| -> BoxedHandler {
+            Arc::new(move |request: Request| {
+                let service = service.clone();
+                Box::pin(async move {
+                    match service.oneshot(request).await {
+                        Ok(response) => response.into_response(),
+                        Err(never) => match never {},
+                    }
+                })
+            })
         });
         self.entries.push((name.to_owned(), make));
         self
