@@ -2,17 +2,20 @@
 # usage: scripts/test.sh
 #
 # Runs every correctness test: unit and integration tests (cargo test, including the
-# end-to-end test against the local OIDC provider process), the .funcignore check and the
-# dev.sh smoke run. Installs the pinned local provider (npm ci) on first run.
+# end-to-end tests against the local OIDC provider process and the examples/mcp tests with
+# the official MCP TypeScript client), the .funcignore check and the dev.sh smoke run.
+# Installs the pinned local provider and MCP client (npm ci) on first run.
 # Needs: cargo, node >= 20.19 + npm, curl, python3.
 set -euo pipefail
 [[ $# -eq 0 ]] || { echo "usage: scripts/test.sh" >&2; exit 2; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "==> local OIDC provider (npm ci, first run only)"
-if [[ ! -d scripts/oidc-provider/node_modules ]]; then
-  npm ci --prefix scripts/oidc-provider --no-audit --no-fund
-fi
+echo "==> local OIDC provider and MCP TypeScript client (npm ci, first run only)"
+for dir in scripts/oidc-provider scripts/mcp-client; do
+  if [[ ! -d $dir/node_modules ]]; then
+    npm ci --prefix "$dir" --no-audit --no-fund
+  fi
+done
 
 echo "==> cargo test"
 cargo test --locked --all-targets

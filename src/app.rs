@@ -16,9 +16,10 @@ use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::auth::Claims;
+use crate::auth::bearer::Scheme;
 use crate::body::{self, Admitted};
-use crate::error::{Challenges, Refusal};
-use crate::extract::{Invocation, OutputData, Outputs};
+use crate::error::{Challenges, Offer, Refusal};
+use crate::extract::{Invocation, OutputData, Outputs, Refuse};
 use crate::functions::{self, BoxedHandler, Functions};
 use crate::layout::{AppLayout, Direction, FunctionSpec, RouteMatch};
 use crate::metadata::{self, ResourceMetadata};
@@ -47,8 +48,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// RFC 9728 metadata, when `AUTH_RESOURCE` is set.
     pub resource_metadata: Option<ResourceMetadata>,
-    /// Every challenge header, prebuilt.
-    pub challenges: Challenges,
+    /// Every challenge header, prebuilt (shared with handlers through [`Refuse`]).
+    pub challenges: Arc<Challenges>,
 }
 
 /// What answers a function's requests.
@@ -143,8 +144,9 @@ impl AppState {
         }
         let mut endpoints = Vec::with_capacity(layout.functions.len());
         for function in &layout.functions {
-            let route = function.route.as_ref().map(|r| r.text().trim_matches('/'));
-            if route.is_some_and(|r| r.eq_ignore_ascii_case(metadata::ROUTE)) {
+            if let Some(route) = &function.route
+                && metadata::is_route(route.text(), auth.resource())
+            {
                 if auth.resource().is_none() {
                     return Err(UnknownFunction::MetadataDisabled {
                         name: function.name.clone(),
@@ -187,6 +189,7 @@ impl AppState {
         if auth.dpop_enabled() {
             challenges = challenges.with_dpop(auth.dpop_algs());
         }
+        let challenges = Arc::new(challenges);
         Ok(Self { auth, layout, endpoints, max_body_bytes, resource_metadata, challenges })
     }
 }
@@ -297,6 +300,7 @@ pub async fn run_function(
     };
     let started = Instant::now();
     let mut next_nonce = None;
+    let mut refuse = None;
     let claims = if spec.policy.is_anonymous() {
         None
     } else {
@@ -311,6 +315,11 @@ pub async fn run_function(
             return deny(state, &spec.name, refusal, Some(&claims), started, logs);
         }
         next_nonce = authenticated.nonce;
+        let offer = match authenticated.scheme {
+            Scheme::Bearer => Offer::Bearer,
+            Scheme::Dpop => Offer::Dpop,
+        };
+        refuse = Some(Refuse::new(state.challenges.clone(), offer));
         Some(claims)
     };
     // The body goes on as it streams: only its declared length is checked here, so a
@@ -331,6 +340,9 @@ pub async fn run_function(
     let extensions = request.extensions_mut();
     if let Some(claims) = claims {
         extensions.insert(claims);
+    }
+    if let Some(refuse) = refuse {
+        extensions.insert(refuse);
     }
     extensions.insert(values);
     extensions.insert(Invocation { function: name.clone(), inputs, payload: None, metadata: None, logs: sink.clone() });

@@ -2,7 +2,8 @@
 //! [`Claims`] (and typed custom claims), route values ([`Path`]), input bindings
 //! ([`Bindings`]), a non-HTTP trigger's payload ([`Trigger`]) and [`Metadata`], a
 //! [`Logger`] whose lines reach the host's invocation log, and [`Outputs`] to set output
-//! bindings with the response. [`Problem`] is an RFC 9457 error answer.
+//! bindings with the response. [`Problem`] is an RFC 9457 error answer; [`Refuse`] refuses
+//! a caller from inside a handler with the policy's own RFC 6750 answer.
 //!
 //! The app puts what these read into the request's extensions before the handler runs;
 //! handlers never see the host's envelope.
@@ -24,6 +25,7 @@ use serde_json::Value;
 use tracing::info;
 
 use crate::auth::Claims;
+use crate::error::{AuthError, Challenges, Offer, Refusal};
 use crate::protocol::invocation::{InputValues, decode_parsed, decode_value};
 use crate::route::RouteValues;
 
@@ -74,6 +76,41 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Arc<Claims>>().map(|claims| Claims::clone(claims)))
+    }
+}
+
+/// Refuses the caller from inside a handler with exactly the answer the function's
+/// policy gives: 403 `insufficient_scope` naming the scopes needed, in the caller's scheme
+/// (Bearer or DPoP), with the configured `realm` and `resource_metadata`. For rules
+/// `auth.json` cannot state, such as one scope per MCP tool behind one function: clients
+/// read the `scope` attribute to ask the user for more (RFC 6750 §3.1, MCP's step-up
+/// authorization flow). Only functions that take tokens have one (else [`NoClaims`]).
+#[derive(Debug, Clone)]
+pub struct Refuse {
+    challenges: Arc<Challenges>,
+    offer: Offer,
+}
+
+impl Refuse {
+    pub(crate) fn new(challenges: Arc<Challenges>, offer: Offer) -> Self {
+        Self { challenges, offer }
+    }
+
+    /// 403 `insufficient_scope` with `scope="<scopes, space-separated>"`. A scope that
+    /// cannot be quoted in a header (space, quote, backslash, control) is left out.
+    pub fn insufficient_scope(&self, scopes: &[&str]) -> Response {
+        let quotable = |s: &&&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        let scope = scopes.iter().filter(quotable).copied().collect::<Vec<_>>().join(" ");
+        let refusal = Refusal { error: AuthError::InsufficientScope { scope }, offer: self.offer, nonce: None };
+        refusal.into_response(&self.challenges)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Refuse {
+    type Rejection = NoClaims;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or(NoClaims)
     }
 }
 

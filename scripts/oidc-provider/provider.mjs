@@ -10,6 +10,9 @@
 //   GET  /.well-known/jwks.json               JWKS (one RS256 key, with kid)
 //   POST /oauth/token                         client_credentials grant, JSON or form body,
 //                                             client auth in the body or via HTTP Basic;
+//                                             the API as `audience`, or as RFC 8707 `resource`
+//                                             (what MCP clients send; Auth0's resource
+//                                             parameter compatibility profile);
 //                                             with a DPoP proof header (RFC 9449 §5), the token
 //                                             is bound to the proof key (cnf.jkt, token_type DPoP)
 // --allow-test-ttl (tests only, Auth0 has no such thing): a token request may carry an integer
@@ -58,6 +61,19 @@ const server = new OAuth2Server(undefined, undefined, {
   shouldIssuerUrlBeSuffixedWithATralingSlash: true,
   endpoints: { token: "/oauth/token", jwks: "/.well-known/jwks.json" },
 });
+// Discovery as Auth0's: the mock lists token_endpoint_auth_methods_supported ["none"], so a
+// client that reads it (the MCP SDK does) would send no credentials. Auth0 lists these.
+{
+  const app = server.service.requestHandler;
+  const layer = (app.router ?? app._router).stack.find((l) => l.route?.path === "/.well-known/openid-configuration");
+  const original = layer.route.stack[0].handle;
+  layer.route.stack[0].handle = (req, res, next) => {
+    const json = res.json.bind(res);
+    res.json = (doc) =>
+      json({ ...doc, token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "private_key_jwt"] });
+    return original(req, res, next);
+  };
+}
 // One RS256 signing key with an Auth0-like kid, published with "use": "sig" as Auth0 does.
 const key = await server.issuer.keys.generate("RS256", { kid: randomBytes(16).toString("base64url") });
 await server.issuer.keys.add({ ...key, use: "sig" });
@@ -79,6 +95,9 @@ function clientOf(req) {
   }
   return { id: req.body?.client_id, secret: req.body?.client_secret };
 }
+
+// The API the token is for: `audience` (Auth0's parameter) or RFC 8707 `resource`.
+const audienceOf = (req) => req.body?.audience ?? req.body?.resource;
 
 // The scope Auth0 would grant: what the client grant allows, narrowed to what was asked for.
 function scopeFor(req) {
@@ -135,7 +154,7 @@ server.service.on("beforeTokenSigning", (token, req) => {
   }
   const { id } = clientOf(req);
   token.payload.sub = `${id}@clients`;
-  token.payload.aud = req.body?.audience;
+  token.payload.aud = audienceOf(req);
   token.payload.azp = id;
   token.payload.scope = scopeFor(req);
   token.payload.gty = "client-credentials";
@@ -158,11 +177,12 @@ server.service.on("beforeResponse", (response, req) => {
   if (!safeEqual(id ?? "", opt["client-id"]) || !safeEqual(secret ?? "", opt["client-secret"])) {
     return deny(401, "access_denied", "Unauthorized");
   }
-  if (typeof body.audience !== "string" || body.audience === "") {
+  const audience = audienceOf(req);
+  if (typeof audience !== "string" || audience === "") {
     return deny(403, "access_denied", "No audience parameter was provided, and no default audience has been configured");
   }
-  if (!audiences.includes(body.audience)) {
-    return deny(403, "access_denied", `Service not found: ${body.audience}`);
+  if (!audiences.includes(audience)) {
+    return deny(403, "access_denied", `Service not found: ${audience}`);
   }
   if (req.dpopError) {
     return deny(400, "invalid_dpop_proof", `Invalid DPoP proof: ${req.dpopError}`);
@@ -171,7 +191,7 @@ server.service.on("beforeResponse", (response, req) => {
   const tokenType = req.dpopBound ? "DPoP" : "Bearer";
   response.body = { access_token: response.body.access_token, expires_in: ttlFor(req), token_type: tokenType };
   if (scope) response.body.scope = scope;
-  log(`issued token: client=${id} aud=${body.audience} scope="${scope}" type=${tokenType}`);
+  log(`issued token: client=${id} aud=${audience} scope="${scope}" type=${tokenType}`);
 });
 
 await server.start(port, opt.host);

@@ -1,6 +1,7 @@
-//! Real processes for the end-to-end tests (tests/e2e_provider.rs, tests/windows_exe.rs): a
-//! child process guard, the local OpenID Connect provider process (`scripts/oidc-provider`,
-//! oauth2-mock-server playing Auth0) with its token endpoint, and the small helpers around them.
+//! Real processes for the end-to-end tests (tests/e2e_provider.rs, tests/windows_exe.rs,
+//! tests/example_mcp.rs): a child process guard, the local OpenID Connect provider process
+//! (`scripts/oidc-provider`, oauth2-mock-server playing Auth0) with its token endpoint, the
+//! MCP client's install, and the small helpers around them.
 //!
 //! Included with `#[path = "common/provider.rs"] mod provider;`, not from `common/mod.rs`:
 //! those tests need none of the in-process helpers there, and the others none of these.
@@ -102,11 +103,26 @@ pub async fn wait_ready(proc: &mut Proc, base: &str, client: &reqwest::Client, t
     }
 }
 
-/// `npm ci` for the provider when its node_modules is missing. Installs into a private
-/// directory and renames it into place, so concurrent test processes never see half an install.
+/// `npm ci` for the provider when its node_modules is missing.
 pub fn ensure_provider_installed() {
-    let dir = provider_dir();
-    if dir.join("node_modules").join("oauth2-mock-server").is_dir() {
+    ensure_npm_installed(&provider_dir(), "oauth2-mock-server", "the local OIDC provider");
+}
+
+/// `scripts/mcp-client`: the official MCP TypeScript SDK client (tests/example_mcp.rs).
+pub fn mcp_client_dir() -> PathBuf {
+    repo_root().join("scripts").join("mcp-client")
+}
+
+/// `npm ci` for the MCP client when its node_modules is missing.
+pub fn ensure_mcp_client_installed() {
+    ensure_npm_installed(&mcp_client_dir(), "@modelcontextprotocol/sdk", "the MCP client");
+}
+
+/// `npm ci` in `dir` (pinned by its package-lock.json) unless `node_modules/{marker}` is
+/// there. Installs into a private directory and renames it into place, so concurrent test
+/// processes never see half an install.
+fn ensure_npm_installed(dir: &Path, marker: &str, what: &str) {
+    if dir.join("node_modules").join(marker).is_dir() {
         return;
     }
     // Per test thread too: the tests of one file run concurrently in one process.
@@ -130,8 +146,8 @@ pub fn ensure_provider_installed() {
     let _ = std::fs::remove_dir_all(&staging);
     assert!(
         installed,
-        "`npm ci` for the local OIDC provider failed ({status:?}); run `npm ci --prefix scripts/oidc-provider` \
-         (needs node >= 20.19 and npm)"
+        "`npm ci` for {what} failed ({status:?}); run `npm ci --prefix {}` (needs node >= 20.19 and npm)",
+        dir.display()
     );
 }
 
@@ -166,9 +182,14 @@ impl Provider {
     /// Starts `node scripts/oidc-provider/provider.mjs --port 0 ...`, logging to
     /// `{logs}/oidc-provider.log`, and waits (bounded) for its JSON ready line.
     pub fn start(logs: &Path, options: ProviderOptions<'_>) -> Provider {
+        Self::start_with(logs, options, &[])
+    }
+
+    /// [`Provider::start`] with more command-line options (`--scope "a b"`, `--ttl N`).
+    pub fn start_with(logs: &Path, options: ProviderOptions<'_>, extra: &[&str]) -> Provider {
         let log = logs.join("oidc-provider.log");
         let mut command = Command::new("node");
-        command.arg(provider_dir().join("provider.mjs")).args(["--port", "0", "--host", "127.0.0.1"]);
+        command.arg(provider_dir().join("provider.mjs")).args(["--port", "0", "--host", "127.0.0.1"]).args(extra);
         if options.allow_test_ttl {
             command.arg("--allow-test-ttl");
         }
