@@ -18,7 +18,8 @@
 #   BENCH_ROUNDS=1         repeat all load cases; the table shows each case's median round
 #   BENCH_CONNECTIONS=50   wrk connections              BENCH_COLD_RUNS=20  cold starts per server
 #   BENCH_CASES="..."      subset of: bare bare-none hit inline miss badsig randkid none malformed invocation
-#                          dpop cold size rss   (default: all)
+#                          dpop upload cold size rss   (default: all)
+#   BENCH_UPLOAD_MB=512    upload case: MB streamed per upload (3 uploads per server, median)
 #   BENCH_DPOP_RATE=25000  DPoP proofs signed per second of warm-up/measurement (each request
 #                          needs an unused one; run out and the replays show as non-2xx)
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1  cores for taskset
@@ -42,7 +43,8 @@ WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNECTIONS:-50}
 COLD_RUNS=${BENCH_COLD_RUNS:-20}
 ROUNDS=${BENCH_ROUNDS:-1}
-CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation dpop cold size rss"}
+CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation dpop upload cold size rss"}
+UPLOAD_MB=${BENCH_UPLOAD_MB:-512}
 DPOP_RATE=${BENCH_DPOP_RATE:-25000}
 SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
@@ -117,6 +119,10 @@ if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
   rustup target list --installed 2>/dev/null | grep -qx "$TARGET" || rustup target add "$TARGET"
   note "building handler (release, $TARGET)"
   cargo build --quiet --release --target "$TARGET" --target-dir "$TARGET_DIR" --bin handler
+  if want upload; then
+    note "building examples/mcp (release, $TARGET) for the upload case"
+    cargo build --quiet --release --target "$TARGET" --target-dir "$TARGET_DIR" --example mcp
+  fi
   note "building baselines and bench-tool (bench/, release, $TARGET)"
   cargo build --quiet --release --target "$TARGET" --target-dir "$TARGET_DIR" --manifest-path bench/Cargo.toml
 fi
@@ -292,6 +298,49 @@ if [[ -n "${RES[randkid]:-}" ]]; then
   SUMMARY+=("$verdict:randkid-fetches")
   echo "3. JWKS fetches during ${DURATION}s of random-kid tokens: $fetched (cooldown ${COOLDOWN}s allows <= $allowed): $verdict"
   [[ -n "${RES[badsig]:-}" ]] && echo "   JWKS fetches during bad-signature tokens: $(field badsig 6)"
+fi
+
+# ---- upload: a streaming function against bare axum doing the same work ----
+# examples/mcp's orders-import (token check, policy, the body streamed to the handler and
+# hashed as it arrives) against bench-bare's POST /orders/import (the same hash loop, no
+# auth). curl streams a file with Content-Length, as the host's proxy mode forwards it.
+if want upload; then
+  upload_file="$DATA/upload-${UPLOAD_MB}mb.bin"
+  if [[ ! -f $upload_file ]]; then
+    note "writing a ${UPLOAD_MB} MB upload file"
+    head -c "$((UPLOAD_MB * 1000 * 1000))" /dev/urandom >"$upload_file"
+  fi
+  IMPORTER=$(head -n1 "$DATA/importer.txt")
+  upload_speed() { # url -> median bytes/s of 3 uploads
+    local i speeds=()
+    for i in 1 2 3; do
+      speeds+=("$(on_client curl -sS -o /dev/null -w '%{speed_upload}' -X POST -T "$upload_file" \
+        -H "Authorization: Bearer $IMPORTER" -H "Content-Type: application/octet-stream" "$1")")
+    done
+    printf '%s\n' "${speeds[@]}" | sort -n | sed -n 2p
+  }
+  note "upload: ${UPLOAD_MB} MB x 3 through examples/mcp orders-import and bare axum"
+  env FUNCTIONS_CUSTOMHANDLER_PORT="$P_HANDLER" FUNCTIONS_APP_ROOT_PATH="$ROOT/examples/mcp" AUTH_ISSUER="$ISSUER" \
+    AUTH_AUDIENCE="$AUDIENCE" AUTH_RESOURCE="https://api-a.example.com/mcp" RUST_LOG=info \
+    "${PRIO[@]}" taskset -c "$SCPU" "$REL/examples/mcp" >"$LOGS/upload.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_ok "http://127.0.0.1:$P_HANDLER/" || die "examples/mcp did not start (log: $LOGS/upload.log)"
+  status=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary x -H "Authorization: Bearer $IMPORTER" \
+    "http://127.0.0.1:$P_HANDLER/orders/import")
+  [[ $status == 200 ]] || die "orders-import answered $status to the importer token (log: $LOGS/upload.log)"
+  fn_speed=$(upload_speed "http://127.0.0.1:$P_HANDLER/orders/import")
+  fn_peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$SERVER_PID/status")
+  stop "$SERVER_PID"
+  start_server bare "$LOGS/upload-bare.log"
+  bare_speed=$(upload_speed "$SERVER_URL/orders/import")
+  stop "$SERVER_PID"
+  ratio=$(awk -v a="$fn_speed" -v b="$bare_speed" 'BEGIN { printf "%.2f", a / b }')
+  verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? "PASS" : "FAIL" }')
+  SUMMARY+=("$verdict:upload")
+  mbps() { awk -v s="$1" 'BEGIN { printf "%.0f", s / 1e6 }'; }
+  echo "9. upload, ${UPLOAD_MB} MB streamed and hashed (median of 3): orders-import $(mbps "$fn_speed") MB/s," \
+    "bare axum $(mbps "$bare_speed") MB/s: ${ratio}x (target >= 0.9x): $verdict; handler peak RSS ${fn_peak} KiB"
 fi
 
 # ---- cold start ----

@@ -30,7 +30,7 @@
 //! | `AUTH_DPOP_REPLAY_CACHE_ENTRIES` | `100000` | most DPoP proof ids (`jti`) remembered, per instance; when full of live ones, new proofs get 503 |
 //! | `AUTH_DPOP_NONCE_SECRET` | – | turns on server nonces: HMAC key (32+ characters) shared by all instances |
 //! | `AUTH_CLIENT_CERT_HEADER` | – | header carrying the client certificate (base64 DER, App Service: `X-ARR-ClientCert`) for `cnf.x5t#S256` tokens (RFC 8705); unset: such tokens are refused |
-//! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body (forwarded request or invocation envelope) |
+//! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body a function reads unless its `auth.json` sets `maxBodyBytes`; bodies stream to handlers either way |
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -501,6 +501,11 @@ async fn two_hundred_megabytes_each_way_pass_through_without_the_handler_holding
     stream.write_all(request.as_bytes()).await.unwrap();
     let (head, mut pending) = read_head(&mut stream).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The decision line went out with the head, not at the end of the stream.
+    let log = server.log_text();
+    let decided =
+        log.lines().any(|l| l.contains("auth decision") && l.contains("orders-export") && l.contains("status=200"));
+    assert!(decided, "no decision line while the export streams:\n{log}");
     let (mut next_id, mut bytes, mut buffer) = (1u64, 0u64, vec![0u8; 256 * 1024]);
     let mut body = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -131,7 +131,8 @@ fn dpop(flags: &Flags) -> Result<()> {
 /// Writes, under --out: `.well-known/openid-configuration`, `jwks.json`, `valid.txt` (one
 /// token), `distinct.txt` (--distinct valid tokens, each unique), `badsig.txt` and
 /// `randkid.txt` (--invalid tokens: known kid with a wrong signature; unknown random kid),
-/// `envelope.json` (an invocation envelope carrying the valid token).
+/// `envelope.json` (an invocation envelope carrying the valid token), `importer.txt` (a
+/// valid token with the `create:orders` permission, for the upload case).
 fn generate(flags: &Flags) -> Result<()> {
     let key = EncodingKey::from_rsa_pem(&std::fs::read(flags.req("key")?)?)?;
     let issuer = flags.req("issuer")?.to_owned();
@@ -166,6 +167,10 @@ fn generate(flags: &Flags) -> Result<()> {
     let valid = sign(&claims("bench-repeated"))?;
     let signature = valid.rsplit('.').next().unwrap_or_default().to_owned();
     std::fs::write(out.join("valid.txt"), format!("{valid}\n"))?;
+    // For examples/mcp's orders-import (permission create:orders, as Auth0 RBAC adds it).
+    let mut importer = claims("bench-importer");
+    importer["permissions"] = json!(["create:orders"]);
+    std::fs::write(out.join("importer.txt"), format!("{}\n", sign(&importer)?))?;
 
     // Distinct tokens: RSA signing is the slow part, so use every core.
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
