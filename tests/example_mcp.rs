@@ -435,19 +435,6 @@ async fn orders_import_hashes_what_it_read_for_create_orders() {
 
 const BIG: u64 = 200 * 1000 * 1000;
 
-/// (VmRSS, VmHWM) of `pid`, KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_megabytes_each_way_pass_through_without_the_handler_holding_them() {

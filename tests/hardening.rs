@@ -501,19 +501,6 @@ fn start_handler(root: &AppRoot, env: &[(&str, &str)]) -> (Running, SocketAddr) 
     }
 }
 
-/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 const MIB: usize = 1024 * 1024;
 
 /// Streams `head` then `total` bytes of chunked body (64 KiB chunks) while reading the answer
