@@ -3,7 +3,8 @@
 //! - `gen`: signs load-test tokens with a PEM key and writes a static identity provider
 //!   (discovery document + JWK Set) for `python3 -m http.server`, plus token files.
 //! - `coldstart`: exec → first `200` on `GET /` (and on an authenticated request), repeated.
-//! - `load`: a fixed number of keep-alive requests cycling through token files (for RSS).
+//! - `load`: a fixed number of keep-alive requests cycling through token files, or with one
+//!   Authorization value, GET or POST of a body (for RSS and instruction counts).
 //! - `dpop`: one DPoP-bound access token and many fresh ES256 proofs for it (the DPoP case).
 
 use std::io::{Read, Write};
@@ -242,9 +243,33 @@ fn generate(flags: &Flags) -> Result<()> {
 
 /// One HTTP/1.1 request on a keep-alive connection; returns the status.
 fn request(stream: &mut TcpStream, port: u16, path: &str, token: Option<&str>, close: bool) -> Result<u16> {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    send(stream, port, path, auth.as_deref(), None, close)
+}
+
+/// One keep-alive request: GET, or POST of `body` as JSON; `authorization` verbatim.
+fn send(
+    stream: &mut TcpStream,
+    port: u16,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&[u8]>,
+    close: bool,
+) -> Result<u16> {
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let connection = if close { "Connection: close\r\n" } else { "" };
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\r\n")?;
+    match body {
+        None => write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\r\n")?,
+        Some(body) => {
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\
+                 Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )?;
+            stream.write_all(body)?;
+        }
+    }
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -351,8 +376,12 @@ fn load(flags: &Flags) -> Result<()> {
     let port = flags.num("port", 8080)? as u16;
     let n = flags.num("n", 10_000)? as usize;
     let path = flags.get("path").unwrap_or("/api/api-a");
+    // --header: this Authorization value on every request (instead of --mix tokens).
+    let header = flags.get("header");
+    // --body: POST this file (an invocation envelope) on every request.
+    let body = flags.get("body").map(std::fs::read).transpose()?;
     let mut sources: Vec<Vec<Option<String>>> = Vec::new();
-    for item in flags.req("mix")?.split(',') {
+    for item in flags.get("mix").unwrap_or("none").split(',') {
         sources.push(if item == "none" {
             vec![None]
         } else {
@@ -366,7 +395,9 @@ fn load(flags: &Flags) -> Result<()> {
     for i in 0..n {
         let source = &sources[i % sources.len()];
         let token = source[(i / sources.len()) % source.len()].as_deref();
-        *counts.entry(request(&mut stream, port, path, token, false)?).or_default() += 1;
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let authorization = header.or(bearer.as_deref());
+        *counts.entry(send(&mut stream, port, path, authorization, body.as_deref(), false)?).or_default() += 1;
     }
     let summary: Vec<String> = counts.iter().map(|(s, c)| format!("{s}:{c}")).collect();
     println!("load requests={n} seconds={:.2} statuses={}", started.elapsed().as_secs_f64(), summary.join(","));
