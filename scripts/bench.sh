@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usage: scripts/bench.sh
+# usage: scripts/bench.sh [--instructions]
 #
 # Load test of the shipped release binary (static musl `handler`) against baselines built
 # the same way and measured in the same run, on loopback only:
@@ -12,6 +12,13 @@
 # the ratio (req/s) against the target's baseline and PASS/FAIL; then cold start, binary
 # size and RSS. Exit status is 0 even when a target fails. Ratios move by +-10% between
 # runs on a shared 2-core machine: use BENCH_ROUNDS=3 (median round) for decisions.
+#
+# --instructions: instead of wrk, counts the server's instructions per request under
+# `valgrind --tool=callgrind` (all threads, counters zeroed after the warm-up, then a fixed
+# number of keep-alive requests from bench-tool), for the same cases against the same
+# baselines. Counts repeat within about 1% run to run whatever else the machine does, so
+# ratios computed from them show changes that wall-clock noise hides. Installs valgrind when
+# missing (as root). BENCH_IR_REQUESTS=1000 counted, BENCH_IR_WARMUP=300 before them.
 #
 # Environment (all optional):
 #   BENCH_DURATION=5       seconds per load case        BENCH_WARMUP=1   seconds of warm-up per case
@@ -35,6 +42,13 @@
 # musl-tools for the musl target (as scripts/build.sh).
 set -euo pipefail
 
+INSTRUCTIONS=0
+case "${1:-}" in
+  "") ;;
+  --instructions) INSTRUCTIONS=1 ;;
+  *) echo "usage: scripts/bench.sh [--instructions]" >&2; exit 2 ;;
+esac
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
@@ -43,7 +57,13 @@ WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNECTIONS:-50}
 COLD_RUNS=${BENCH_COLD_RUNS:-20}
 ROUNDS=${BENCH_ROUNDS:-1}
-CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation dpop upload cold size rss"}
+if (( INSTRUCTIONS )); then
+  CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation"}
+else
+  CASES=${BENCH_CASES:-"bare bare-none hit inline miss badsig randkid none malformed invocation dpop upload cold size rss"}
+fi
+IR_REQUESTS=${BENCH_IR_REQUESTS:-1000}
+IR_WARMUP=${BENCH_IR_WARMUP:-300}
 UPLOAD_MB=${BENCH_UPLOAD_MB:-512}
 DPOP_RATE=${BENCH_DPOP_RATE:-25000}
 SCPU=${BENCH_SERVER_CPU:-0}
@@ -75,7 +95,12 @@ COOLDOWN=30 # AUTH_JWKS_COOLDOWN_SECONDS default
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
 note() { echo "==> $*" >&2; }
 want() { [[ " $CASES " == *" $1 "* ]]; }
-for tool in wrk taskset python3 curl cargo; do
+if (( INSTRUCTIONS )) && ! command -v valgrind >/dev/null; then
+  [[ $(id -u) -eq 0 ]] || die "valgrind not found (Debian: apt-get install valgrind)"
+  note "installing valgrind"
+  apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+fi
+for tool in taskset python3 curl cargo $( (( INSTRUCTIONS )) && echo callgrind_control || echo wrk); do
   command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install wrk util-linux python3 curl)"
 done
 
@@ -98,9 +123,11 @@ stop() { # pid
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_ok() { # url [authorization] -> waits up to 10 s for a 200
+WAIT_STEPS=1000 # x 10 ms
+(( INSTRUCTIONS )) && WAIT_STEPS=6000 # start-up under valgrind is slow
+wait_ok() { # url [authorization] -> waits (10 s, 60 s under valgrind) for a 200
   local i
-  for i in $(seq 1 1000); do
+  for i in $(seq 1 "$WAIT_STEPS"); do
     if [[ -n "${2:-}" ]]; then
       [[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $2" "$1" || true)" == 200 ]] && return 0
     else
@@ -148,6 +175,7 @@ wait_ok "${ISSUER}.well-known/openid-configuration" || die "identity provider di
 jwks_fetches() { grep -c 'GET /jwks.json' "$LOGS/idp.log" || true; }
 
 # ---- servers ----
+WRAP=() # a command the server runs under (valgrind for --instructions)
 SERVER_PID=
 start_server() { # kind log
   local kind=$1 log=$2 port
@@ -158,22 +186,22 @@ start_server() { # kind log
       env FUNCTIONS_CUSTOMHANDLER_PORT="$port" FUNCTIONS_APP_ROOT_PATH="$ROOT" AUTH_ISSUER="$ISSUER" \
         AUTH_AUDIENCE="$AUDIENCE" RUST_LOG="${BENCH_RUST_LOG:-info}" AUTH_PUBLIC_URL="http://127.0.0.1:$port" \
         AUTH_DPOP_REPLAY_CACHE_ENTRIES=10000000 \
-        "${PRIO[@]}" taskset -c "$SCPU" "$HANDLER" >"$log" 2>&1 &
+        "${PRIO[@]}" taskset -c "$SCPU" "${WRAP[@]}" "$HANDLER" >"$log" 2>&1 &
       ;;
     handler)
       port=$P_HANDLER
       env FUNCTIONS_CUSTOMHANDLER_PORT="$port" FUNCTIONS_APP_ROOT_PATH="$ROOT" AUTH_ISSUER="$ISSUER" \
         AUTH_AUDIENCE="$AUDIENCE" RUST_LOG="${BENCH_RUST_LOG:-info}" \
-        "${PRIO[@]}" taskset -c "$SCPU" "$HANDLER" >"$log" 2>&1 &
+        "${PRIO[@]}" taskset -c "$SCPU" "${WRAP[@]}" "$HANDLER" >"$log" 2>&1 &
       ;;
     bare)
       port=$P_BARE
-      FUNCTIONS_CUSTOMHANDLER_PORT=$port "${PRIO[@]}" taskset -c "$SCPU" "$REL/bench-bare" >"$log" 2>&1 &
+      FUNCTIONS_CUSTOMHANDLER_PORT=$port "${PRIO[@]}" taskset -c "$SCPU" "${WRAP[@]}" "$REL/bench-bare" >"$log" 2>&1 &
       ;;
     inline)
       port=$P_INLINE
       env FUNCTIONS_CUSTOMHANDLER_PORT="$port" BENCH_JWKS="$DATA/jwks.json" AUTH_ISSUER="$ISSUER" \
-        AUTH_AUDIENCE="$AUDIENCE" "${PRIO[@]}" taskset -c "$SCPU" "$REL/bench-inline" >"$log" 2>&1 &
+        AUTH_AUDIENCE="$AUDIENCE" "${PRIO[@]}" taskset -c "$SCPU" "${WRAP[@]}" "$REL/bench-inline" >"$log" 2>&1 &
       ;;
   esac
   SERVER_PID=$! # chrt/nice and taskset exec the server: this is its pid
@@ -224,6 +252,102 @@ run_case() { # name kind path tokens_file body_file header expect(2xx|non2xx)
   RUNS[$name]+="$rps $p50_us $p99_us $non2xx $requests $((after - before)) $cpu $us_per_req"$'\n'
 }
 
+# ---- --instructions: callgrind counts instead of wrk ----
+SUMMARY=()
+if (( INSTRUCTIONS )); then
+  declare -A IR
+  IR_DIR="$DATA/callgrind"
+  mkdir -p "$IR_DIR"
+  ir_case() { # name kind path tokens_file body_file header
+    local name=$1 kind=$2 path=$3 tokens=$4 body=$5 header=$6 load
+    want "$name" || return 0
+    note "instructions: $name ($kind): $IR_WARMUP + $IR_REQUESTS requests under callgrind"
+    rm -f "$IR_DIR/$name.out"*
+    WRAP=(valgrind --tool=callgrind --callgrind-out-file="$IR_DIR/$name.out")
+    start_server "$kind" "$LOGS/ir-$name.log"
+    WRAP=()
+    load=(--port "${SERVER_URL##*:}" --path "$path")
+    [[ -n "$tokens" ]] && load+=(--mix "$tokens")
+    [[ -n "$header" ]] && load+=(--header "$header")
+    [[ -n "$body" ]] && load+=(--body "$body")
+    on_client "$REL/bench-tool" load "${load[@]}" --n "$IR_WARMUP" >&2
+    callgrind_control -z "$SERVER_PID" >/dev/null
+    on_client "$REL/bench-tool" load "${load[@]}" --n "$IR_REQUESTS" >&2
+    callgrind_control -d "$SERVER_PID" >/dev/null
+    stop "$SERVER_PID"
+    local total
+    total=$(awk '/^summary:/ { print $2 }' "$IR_DIR/$name.out.1" 2>/dev/null)
+    [[ -n "$total" ]] || die "no callgrind dump for $name (log: $LOGS/ir-$name.log)"
+    IR[$name]=$(( total / IR_REQUESTS ))
+  }
+  # name kind path tokens body header (as the wrk cases below)
+  ir_case bare bare /api/api-a "" "" "Bearer $VALID"
+  ir_case hit handler /api/api-a "" "" "Bearer $VALID"
+  ir_case inline inline /api/api-a "$DATA/distinct.txt" "" ""
+  ir_case miss handler /api/api-a "$DATA/distinct.txt" "" ""
+  ir_case badsig handler /api/api-a "$DATA/badsig.txt" "" ""
+  ir_case randkid handler /api/api-a "$DATA/randkid.txt" "" ""
+  ir_case bare-none bare /api/api-a "" "" ""
+  ir_case none handler /api/api-a "" "" ""
+  ir_case malformed handler /api/api-a "" "" "Bearer a b"
+  ir_case invocation handler /api-a "" "$DATA/envelope.json" ""
+  # SHA-256 of the token, which valgrind runs without SHA-NI (the CPU's own path costs a
+  # tenth of it): the hit row net of it compares the cache path itself with bare axum.
+  SHA_IR=
+  if want hit; then
+    for n in 0 "$IR_REQUESTS"; do
+      valgrind --tool=callgrind --callgrind-out-file="$IR_DIR/sha-$n.out" \
+        "$REL/bench-tool" sha --file "$DATA/valid.txt" --n "$n" >/dev/null 2>&1
+    done
+    sha0=$(awk '/^summary:/ { print $2 }' "$IR_DIR/sha-0.out")
+    shan=$(awk '/^summary:/ { print $2 }' "$IR_DIR/sha-$IR_REQUESTS.out")
+    SHA_IR=$(( (shan - sha0) / IR_REQUESTS ))
+  fi
+  ir_row() { # name description baseline max_ratio [net]
+    local name=$1 desc=$2 base=$3 max=$4 net=${5:-0} ratio="-" verdict="" target="-" value
+    [[ -n "${IR[$name]:-}" ]] || return 0
+    value=$(( IR[$name] - net ))
+    if [[ -n "$base" && -n "${IR[$base]:-}" ]]; then
+      ratio=$(awk -v a="$value" -v b="${IR[$base]}" 'BEGIN { printf "%.2fx", a / b }')
+      target="vs $base"
+    fi
+    if [[ -n "$max" && "$ratio" != "-" ]]; then
+      verdict=$(awk -v r="${ratio%x}" -v m="$max" 'BEGIN { print (r + 0 <= m + 0) ? "PASS" : "FAIL" }')
+      target="<= ${max}x $base"
+      SUMMARY+=("$verdict:ir-$name")
+    fi
+    printf '| %-44s | %9s | %6s | %-18s | %-4s |\n' "$desc" "$value" "$ratio" "$target" "$verdict"
+  }
+  echo
+  echo "## scripts/bench.sh --instructions: callgrind, $IR_REQUESTS requests after $IR_WARMUP, all threads, $TARGET"
+  echo
+  echo '| case                                         | instr/req |  ratio | target             |      |'
+  echo '| -------------------------------------------- | --------: | -----: | ------------------ | ---- |'
+  # Targets where a ratio of counts says something the wall-clock rows cannot: the cache hit
+  # net of the hash, and the miss against the same verification done inline.
+  ir_row bare "bare axum 200 (same request as 1.)" "" ""
+  ir_row hit "1. valid token repeated (cache hit)" bare ""
+  [[ -n "$SHA_IR" ]] && ir_row hit "1. cache hit net of SHA-256 ($SHA_IR instr)" bare 1.5 "$SHA_IR"
+  ir_row inline "inline jsonwebtoken::decode, distinct" "" ""
+  ir_row miss "2. valid tokens all distinct (miss)" inline 1.1
+  ir_row badsig "3. bad signature, distinct" miss ""
+  ir_row randkid "3. unknown random kid, distinct" miss ""
+  ir_row bare-none "bare axum 200 (no Authorization)" "" ""
+  ir_row none "4. no Authorization header" bare-none ""
+  ir_row malformed "4. malformed header (Bearer a b)" bare-none ""
+  ir_row invocation "5. invocation envelope, same token" hit ""
+  if [[ -n "${IR[invocation]:-}" && -n "${IR[hit]:-}" ]]; then
+    over=$(( IR[invocation] - IR[hit] ))
+    verdict=$([[ $over -le 20000 ]] && echo PASS || echo FAIL)
+    SUMMARY+=("$verdict:ir-envelope")
+    echo
+    echo "5. the envelope costs $over instructions per request over the same request forwarded (target <= 20000): $verdict"
+  fi
+  echo
+  printf 'summary: %s\n' "${SUMMARY[*]:-nothing measured}"
+  exit 0
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
   (( ROUNDS == 1 )) || note "round $round of $ROUNDS"
   # name kind path tokens body header expect
@@ -256,7 +380,6 @@ done
 # ---- table ----
 rps() { [[ -n "${RES[$1]:-}" ]] && echo "${RES[$1]}" | cut -d' ' -f1; }
 field() { echo "${RES[$1]}" | cut -d' ' -f"$2"; }
-SUMMARY=()
 row() { # case description baseline target(min ratio)
   local name=$1 desc=$2 base=$3 min=$4 ratio="-" verdict="" target="-"
   [[ -n "${RES[$name]:-}" ]] || return 0

@@ -6,6 +6,8 @@
 //! - `load`: a fixed number of keep-alive requests cycling through token files, or with one
 //!   Authorization value, GET or POST of a body (for RSS and instruction counts).
 //! - `dpop`: one DPoP-bound access token and many fresh ES256 proofs for it (the DPoP case).
+//! - `sha`: SHA-256 of the first line of --file, --n times (run under callgrind, the cost of
+//!   the token hash that the cache-hit path pays).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,7 +33,8 @@ fn main() -> Result<()> {
         }
         Some("load") => load(&Flags::new(&args[1..])),
         Some("dpop") => dpop(&Flags::new(&args[1..])),
-        _ => Err("usage: bench-tool gen|coldstart|load|dpop --flag value ...".into()),
+        Some("sha") => sha(&Flags::new(&args[1..])),
+        _ => Err("usage: bench-tool gen|coldstart|load|dpop|sha --flag value ...".into()),
     }
 }
 
@@ -401,5 +404,19 @@ fn load(flags: &Flags) -> Result<()> {
     }
     let summary: Vec<String> = counts.iter().map(|(s, c)| format!("{s}:{c}")).collect();
     println!("load requests={n} seconds={:.2} statuses={}", started.elapsed().as_secs_f64(), summary.join(","));
+    Ok(())
+}
+
+/// `sha --file F --n N`: SHA-256 of F's first line, N times, as the verified-token cache
+/// hashes a token (aws-lc-rs, the handler's implementation).
+fn sha(flags: &Flags) -> Result<()> {
+    let token = read_lines(Path::new(flags.req("file")?))?.into_iter().next().ok_or("empty --file")?;
+    let n = flags.num("n", 1000)?;
+    let mut last = [0u8; 32];
+    for _ in 0..n {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, std::hint::black_box(token.as_bytes()));
+        last.copy_from_slice(digest.as_ref());
+    }
+    println!("sha n={n} last={:02x}{:02x}", last[0], last[1]);
     Ok(())
 }
