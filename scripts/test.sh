@@ -5,7 +5,7 @@
 # end-to-end tests against the local OIDC provider process and the examples/mcp tests with
 # the official MCP TypeScript client), the .funcignore check and the dev.sh smoke run.
 # Installs the pinned local provider and MCP client (npm ci) on first run.
-# Needs: cargo, node >= 20.19 + npm, curl, python3.
+# Needs: cargo, node >= 20.19 + npm, curl, python3 with venv.
 set -euo pipefail
 [[ $# -eq 0 ]] || { echo "usage: scripts/test.sh" >&2; exit 2; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +16,12 @@ for dir in scripts/oidc-provider scripts/mcp-client; do
     npm ci --prefix "$dir" --no-audit --no-fund
   fi
 done
+
+echo "==> OpenAPI validator (pip, pinned, into scripts/openapi-validator/.venv, first run only)"
+if [[ ! -x scripts/openapi-validator/.venv/bin/python ]]; then
+  python3 -m venv scripts/openapi-validator/.venv
+  scripts/openapi-validator/.venv/bin/python -m pip install -q -r scripts/openapi-validator/requirements.txt
+fi
 
 echo "==> cargo test"
 cargo test --locked --all-targets

@@ -44,6 +44,9 @@ pub struct FunctionSpec {
     /// `"maxBodyBytes"` in `auth.json`: the largest request body this function reads
     /// (`None`: `HANDLER_MAX_BODY_BYTES`).
     pub max_body_bytes: Option<u64>,
+    /// HTTP functions: the trigger's `authLevel` as written (`function` when omitted, the
+    /// host's default): whether the host asks for a function key (for the OpenAPI document).
+    pub auth_level: String,
 }
 
 /// A binding other than the trigger and the HTTP output.
@@ -84,6 +87,7 @@ impl FunctionSpec {
             bindings: Vec::new(),
             policy: Policy::default(),
             max_body_bytes: None,
+            auth_level: "function".to_owned(),
         })
     }
 
@@ -248,8 +252,10 @@ impl AppLayout {
                 bindings: others,
                 policy: Policy::default(),
                 max_body_bytes: None,
+                auth_level: String::new(),
             });
         }
+        let auth_level = text(trigger, "authLevel").unwrap_or_else(|| "function".to_owned());
         // Without an HTTP output the handler could not answer even a refused token.
         let output = output.ok_or_else(|| bad(file, "bindings: an http output binding (e.g. \"res\") is required"))?;
         let route = match member(trigger, "route") {
@@ -297,6 +303,7 @@ impl AppLayout {
             bindings: others,
             policy: Policy::default(),
             max_body_bytes: None,
+            auth_level,
         })
     }
 

@@ -18,6 +18,7 @@
 //!   per-function policy and step-up (RFC 9470), DPoP proofs (RFC 9449) and
 //!   sender-constrained tokens (`cnf`, RFC 8705), key set snapshots on disk.
 //! - [`metadata`]: optional RFC 9728 protected-resource metadata.
+//! - [`openapi`]: the app's OpenAPI 3.1 document (`--openapi`), from its app root.
 //! - [`error`]: the failure → status / `WWW-Authenticate` table (RFC 6750).
 //! - [`functions`]: [`functions::Functions`], axum handlers registered by function name;
 //!   the built-in `api-a`.
@@ -36,6 +37,7 @@ pub mod extract;
 pub mod functions;
 pub mod layout;
 pub mod metadata;
+pub mod openapi;
 pub mod protocol;
 pub mod route;
 pub mod server;

@@ -60,6 +60,9 @@ pub fn build_state_with(config: &Config, functions: Functions) -> Result<AppStat
 /// host restarts the worker). An app's `main` is one line:
 /// `std::process::exit(azfn_auth::server::run(functions))`.
 pub fn run(functions: Functions) -> i32 {
+    if std::env::args().skip(1).any(|a| a == "--openapi") {
+        return print_openapi();
+    }
     crate::telemetry::init();
     // Tokio's default runtime (as `#[tokio::main]`): one worker per usable core. Pinned to
     // one core, the single-threaded scheduler measured the same (scripts/bench.sh).
@@ -73,6 +76,43 @@ pub fn run(functions: Functions) -> i32 {
     // Lines are written in batches (src/telemetry.rs): write out the last ones.
     crate::telemetry::flush();
     code
+}
+
+/// `--openapi`: the app's OpenAPI document on stdout (see [`crate::openapi`]), from the app
+/// root (`FUNCTIONS_APP_ROOT_PATH`, else the current directory) and, when the settings are
+/// complete, the configured issuer; otherwise a generic bearer scheme, said on stderr.
+fn print_openapi() -> i32 {
+    let config = Config::from_env();
+    let root = match &config {
+        Ok(config) => config.app_root.clone(),
+        Err(error) => {
+            eprintln!("handler: --openapi without the issuer settings ({error}): a generic bearer scheme stands in");
+            match std::env::var_os("FUNCTIONS_APP_ROOT_PATH")
+                .map(std::path::PathBuf::from)
+                .or_else(|| std::env::current_dir().ok())
+            {
+                Some(root) => root,
+                None => return 1,
+            }
+        }
+    };
+    let layout = match AppLayout::load(&root) {
+        Ok(layout) => layout,
+        Err(error) => {
+            eprintln!("handler: --openapi: {error}");
+            return 1;
+        }
+    };
+    let title = root.canonicalize().ok().and_then(|r| r.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let document =
+        crate::openapi::document(&layout, config.as_ref().ok().map(|c| &c.auth), title.as_deref().unwrap_or("app"));
+    match serde_json::to_string_pretty(&document) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(_) => 1,
+    }
 }
 
 async fn start_and_serve(functions: Functions) -> i32 {
