@@ -10,7 +10,7 @@
 //! | `AUTH_AUDIENCE` | required unless every issuer lists its own | accepted audiences, comma-separated, any-of |
 //! | `AUTH_JWKS_URI` | from the issuer | key set URL override (single issuer only) |
 //! | `AUTH_PUBLIC_KEY` | – | PEM certificate or public key used instead of a key set (single issuer only) |
-//! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA) |
+//! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA; `Ed25519`, RFC 9864's name, is the same as `EdDSA`) |
 //! | `AUTH_CLOCK_SKEW_SECONDS` | `30` | leeway for `exp`, `nbf`, `iat` (0–300), and `auth_time` under a function's `maxAge` |
 //! | `AUTH_REALM` | `api` | realm in `WWW-Authenticate` challenges |
 //! | `AUTH_MAX_TOKEN_BYTES` | `8192` | longest bearer token read; longer ones are rejected unparsed |
@@ -25,7 +25,7 @@
 //! | `AUTH_RESOURCE` | – | this API's resource identifier (https URL); publishes RFC 9728 metadata when set |
 //! | `AUTH_DPOP` | `allowed` | DPoP (RFC 9449): `allowed` (Bearer and DPoP; `cnf.jkt` tokens only with DPoP), `required` (Bearer refused), `off`; `auth.json` `"dpop"` overrides per function |
 //! | `AUTH_PUBLIC_URL` | – | this app's public origin(s), comma-separated (`https://my-app.azurewebsites.net`): DPoP `htu` is one of them plus the request path, never the `Host` header; DPoP needs it |
-//! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only) |
+//! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only); `EdDSA` and `Ed25519` (RFC 9864) name the same one, and proofs labelled either way are accepted |
 //! | `AUTH_DPOP_MAX_AGE_SECONDS` | `300` | oldest DPoP proof accepted (`iat`); `AUTH_CLOCK_SKEW_SECONDS` ahead (1–3600) |
 //! | `AUTH_DPOP_REPLAY_CACHE_ENTRIES` | `100000` | most DPoP proof ids (`jti`) remembered, per instance; when full of live ones, new proofs get 503 |
 //! | `AUTH_DPOP_NONCE_SECRET` | – | turns on server nonces: HMAC key (32+ characters) shared by all instances |
@@ -506,7 +506,7 @@ fn algorithms(
                 return Err(bad(
                     variable,
                     format!(
-                        "unknown algorithm {name:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+                        "unknown algorithm {name:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA or Ed25519"
                     ),
                 ));
             }
@@ -645,6 +645,22 @@ mod tests {
         let mut vars = BASE.to_vec();
         vars.push(("AUTH_ALGORITHMS", "RS256, PS256,ES256"));
         assert_eq!(config(&vars).unwrap().auth.algorithms, vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]);
+    }
+
+    #[test]
+    fn ed25519_is_the_rfc_9864_name_of_eddsa_in_both_algorithm_lists() {
+        for variable in ["AUTH_ALGORITHMS", "AUTH_DPOP_ALGORITHMS"] {
+            let mut vars = BASE.to_vec();
+            vars.push((variable, "Ed25519,ES256,EdDSA"));
+            let c = config(&vars).unwrap();
+            let list = if variable == "AUTH_ALGORITHMS" { c.auth.algorithms } else { c.auth.dpop.algorithms };
+            assert_eq!(list, vec![Algorithm::EdDSA, Algorithm::ES256], "{variable}");
+        }
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_DPOP_ALGORITHMS", "Ed448"));
+        let e = err(&vars);
+        assert_eq!(e.variable, "AUTH_DPOP_ALGORITHMS");
+        assert!(e.problem.contains("EdDSA or Ed25519"), "{}", e.problem);
     }
 
     #[test]
