@@ -4,6 +4,7 @@
 //! see, `cache` remembers verified tokens, and [`Authenticator::verify`] is the one place
 //! where a token is judged. `policy` (with `step_up` for RFC 9470) then applies each
 //! function's `auth.json` to the verified claims.
+//! `rules` holds the `"claims"` rules on any claim.
 //! `dpop` checks DPoP proofs and `binding` ties a token's `cnf` to
 //! what the request proves ([`Authenticator::authenticate_request`]).
 
@@ -15,6 +16,7 @@ pub mod dpop;
 pub mod keys;
 pub mod keystore;
 pub mod policy;
+pub mod rules;
 pub mod snapshot;
 pub mod step_up;
 pub mod token;
@@ -26,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-pub use claims::Claims;
+pub use claims::{Claims, Organization};
 pub use keystore::KeyStore;
 
 use crate::config::AuthConfig;
