@@ -194,9 +194,10 @@ async fn organizations_lists_the_accepted_org_ids() {
 #[tokio::test]
 async fn organization_from_route_naming_a_missing_parameter_is_a_start_up_error() {
     let idp = Idp::start(&[]).await;
-    let err = build(&idp.issuer, HostMode::Forwarding, "orders/{id}", json!({"organizationFromRoute": "orgId"}))
-        .err()
-        .expect("a start-up error");
+    let Err(err) = build(&idp.issuer, HostMode::Forwarding, "orders/{id}", json!({"organizationFromRoute": "orgId"}))
+    else {
+        panic!("a route without {{orgId}} must be refused at start-up");
+    };
     assert_eq!(err.to_string(), "orders/auth.json: organizationFromRoute: the route has no parameter {orgId}");
     assert!(
         build(&idp.issuer, HostMode::Forwarding, "orgs/{ORGID}/x", json!({"organizationFromRoute": "orgId"})).is_ok()
