@@ -102,6 +102,12 @@ pub enum TokenRejection {
     WrongIssuer,
     /// `aud` missing, malformed, or none of the accepted audiences.
     WrongAudience,
+    /// `iss` has a `{tenantid}` issuer's shape, but the token's `tid` is missing or names
+    /// another tenant: refused before any key lookup.
+    IssuerTenantMismatch,
+    /// `iss` is a `{tenantid}` issuer for a tenant `AUTH_TENANTS` does not list: refused
+    /// before any key lookup.
+    TenantNotAllowed,
     /// `exp` missing.
     MissingExpiry,
     /// A registered claim of the wrong JSON type.
@@ -147,6 +153,8 @@ impl TokenRejection {
             Self::BadSignature => "bad signature",
             Self::WrongIssuer => "untrusted issuer",
             Self::WrongAudience => "wrong audience",
+            Self::IssuerTenantMismatch => "iss does not match the token's tid",
+            Self::TenantNotAllowed => "tenant not allowed",
             Self::MissingExpiry => "missing exp",
             Self::BadClaimType => "claim of the wrong type",
             Self::Expired => "expired",

@@ -22,6 +22,8 @@ pub struct Claims {
     scopes: Vec<String>,
     permissions: Vec<String>,
     raw: Map<String, Value>,
+    /// The configured `{tenantid}` issuer `iss` matched, when it was one.
+    issuer_template: Option<String>,
 }
 
 impl Claims {
@@ -53,10 +55,29 @@ impl Claims {
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect();
-        Self { issuer, subject, audiences, expires_at, key_id, scopes, permissions, raw }
+        Self { issuer, subject, audiences, expires_at, key_id, scopes, permissions, raw, issuer_template: None }
     }
 
-    /// `iss`.
+    /// The same claims, accepted through the `{tenantid}` issuer `template`.
+    pub(crate) fn with_issuer_template(mut self, template: String) -> Self {
+        self.issuer_template = Some(template);
+        self
+    }
+
+    /// The configured issuer that accepted the token: `iss` itself, or the `{tenantid}`
+    /// template it matched (`https://login.microsoftonline.com/{tenantid}/v2.0`). The
+    /// `issuers` of `auth.json` are compared with this.
+    pub fn trusted_issuer(&self) -> &str {
+        self.issuer_template.as_deref().unwrap_or(&self.issuer)
+    }
+
+    /// `tid`: the Entra ID tenant, when it is a string. For a token accepted through a
+    /// `{tenantid}` issuer, it is the tenant in `iss` and one `AUTH_TENANTS` allows.
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.raw.get("tid").and_then(Value::as_str)
+    }
+
+    /// `iss`, as the token has it (the tenant's own issuer under a `{tenantid}` issuer).
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

@@ -121,7 +121,8 @@ pub struct TokenPolicy {
     pub clients: Option<Vec<String>>,
     /// Whether machine-to-machine (`gty: client-credentials`) tokens are accepted.
     pub allow_client_credentials: bool,
-    /// Issuers accepted for this function; `None` accepts every configured issuer.
+    /// Issuers accepted for this function, as configured (a `{tenantid}` issuer by its
+    /// template); `None` accepts every configured issuer.
     pub issuers: Option<Vec<String>>,
     /// RFC 9470 demands on the login behind the token (`acrValues`, `maxAge`).
     pub step_up: StepUpPolicy,
@@ -237,7 +238,7 @@ impl Policy {
     pub fn check(&self, claims: &Claims, route: &RouteValues, now: i64, skew: i64) -> Result<(), AuthError> {
         let Self::Token(policy) = self else { return Ok(()) };
         if let Some(issuers) = &policy.issuers
-            && !issuers.iter().any(|i| i == claims.issuer())
+            && !issuers.iter().any(|i| i == claims.trusted_issuer())
         {
             return Err(AuthError::InvalidToken(TokenRejection::WrongIssuer));
         }
