@@ -24,7 +24,7 @@ die() { echo "fuzz.sh: error: $*" >&2; exit 1; }
 SECONDS_EACH="${1:-20}"
 [[ "$SECONDS_EACH" =~ ^[0-9]+$ && "$SECONDS_EACH" -gt 0 ]] || die "usage: scripts/fuzz.sh [SECONDS] [TARGET...]"
 shift || true
-ALL_TARGETS=(bearer_header token_parse claims_check invocation_envelope key_parse dpop_proof)
+ALL_TARGETS=(bearer_header token_parse claims_check invocation_envelope key_parse dpop_proof claim_rules)
 TARGETS=("${@:-${ALL_TARGETS[@]}}")
 for t in "${TARGETS[@]}"; do
   [[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || die "unknown target $t (known: ${ALL_TARGETS[*]})"

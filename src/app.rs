@@ -105,6 +105,14 @@ pub enum UnknownFunction {
         /// The issuer named by its policy.
         issuer: String,
     },
+    /// `organizationFromRoute` names a parameter the function's route does not have.
+    #[error("{name}/auth.json: organizationFromRoute: the route has no parameter {{{parameter}}}")]
+    OrganizationRouteParameter {
+        /// The function's folder name.
+        name: String,
+        /// The parameter named by its policy.
+        parameter: String,
+    },
     /// A policy requires DPoP but `AUTH_PUBLIC_URL` (which proofs are checked against) is not set.
     #[error("{name}/auth.json: \"dpop\": \"required\" needs AUTH_PUBLIC_URL to be set (the URL DPoP proofs name)")]
     DpopWithoutPublicUrl {
@@ -170,6 +178,15 @@ impl AppState {
             }
             if function.policy.dpop() == Some(crate::auth::dpop::DpopMode::Required) && !auth.dpop_enabled() {
                 return Err(UnknownFunction::DpopWithoutPublicUrl { name: function.name.clone() });
+            }
+            if let Some(parameter) = function.policy.organization_route_parameter()
+                && !function
+                    .route
+                    .as_ref()
+                    .is_some_and(|r| r.parameter_names().any(|n| n.eq_ignore_ascii_case(parameter)))
+            {
+                let (name, parameter) = (function.name.clone(), parameter.to_owned());
+                return Err(UnknownFunction::OrganizationRouteParameter { name, parameter });
             }
             if let Some(issuer) = function.policy.issuers().iter().find(|i| !auth.issuers().any(|c| c == i.as_str())) {
                 return Err(UnknownFunction::UnknownIssuer { name: function.name.clone(), issuer: issuer.clone() });
@@ -310,7 +327,7 @@ pub async fn run_function(
             Err(refusal) => return deny(state, &spec.name, refusal, None, started, logs),
         };
         let claims = authenticated.claims;
-        if let Err(error) = spec.policy.check(&claims, crate::auth::unix_now(), state.auth.clock_skew()) {
+        if let Err(error) = spec.policy.check(&claims, &values, crate::auth::unix_now(), state.auth.clock_skew()) {
             let refusal = state.auth.refusal(error, Some(authenticated.scheme), mode);
             return deny(state, &spec.name, refusal, Some(&claims), started, logs);
         }

@@ -6,11 +6,12 @@
 //! | `FUNCTIONS_CUSTOMHANDLER_PORT` | `FUNCTIONS_HTTPWORKER_PORT`, then `8080` | loopback port to listen on (set by the host) |
 //! | `FUNCTIONS_APP_ROOT_PATH` | current directory | app root holding `host.json` and `*/function.json` (set by the host) |
 //! | `AUTH0_DOMAIN` | – | Auth0 tenant host; issuer `https://DOMAIN/`, keys `https://DOMAIN/.well-known/jwks.json` |
-//! | `AUTH_ISSUER` | – | OIDC issuer URL(s), comma-separated, each optionally followed by `\|aud1\|aud2` (its own audiences); keys found through discovery (exclusive with `AUTH0_DOMAIN`) |
+//! | `AUTH_ISSUER` | – | OIDC issuer URL(s), comma-separated, each optionally followed by `\|aud1\|aud2` (its own audiences); keys found through discovery (exclusive with `AUTH0_DOMAIN`). An issuer may hold `{tenantid}` once, as a path segment (multi-tenant Entra ID: `https://login.microsoftonline.com/{tenantid}/v2.0`): tokens then carry their tenant's issuer, must have it match their `tid`, and need `AUTH_TENANTS`; its keys come from the discovery document with `organizations` in place of `{tenantid}` |
+//! | `AUTH_TENANTS` | required with a `{tenantid}` issuer | tenant ids (`tid`) a `{tenantid}` issuer accepts, comma-separated, or `any`; only with such an issuer |
 //! | `AUTH_AUDIENCE` | required unless every issuer lists its own | accepted audiences, comma-separated, any-of |
 //! | `AUTH_JWKS_URI` | from the issuer | key set URL override (single issuer only) |
 //! | `AUTH_PUBLIC_KEY` | – | PEM certificate or public key used instead of a key set (single issuer only) |
-//! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA) |
+//! | `AUTH_ALGORITHMS` | `RS256` | allowed signature algorithms (RS*, PS*, ES256, ES384, EdDSA; `Ed25519`, RFC 9864's name, is the same as `EdDSA`) |
 //! | `AUTH_CLOCK_SKEW_SECONDS` | `30` | leeway for `exp`, `nbf`, `iat` (0–300), and `auth_time` under a function's `maxAge` |
 //! | `AUTH_REALM` | `api` | realm in `WWW-Authenticate` challenges |
 //! | `AUTH_MAX_TOKEN_BYTES` | `8192` | longest bearer token read; longer ones are rejected unparsed |
@@ -25,7 +26,7 @@
 //! | `AUTH_RESOURCE` | – | this API's resource identifier (https URL); publishes RFC 9728 metadata when set |
 //! | `AUTH_DPOP` | `allowed` | DPoP (RFC 9449): `allowed` (Bearer and DPoP; `cnf.jkt` tokens only with DPoP), `required` (Bearer refused), `off`; `auth.json` `"dpop"` overrides per function |
 //! | `AUTH_PUBLIC_URL` | – | this app's public origin(s), comma-separated (`https://my-app.azurewebsites.net`): DPoP `htu` is one of them plus the request path, never the `Host` header; DPoP needs it |
-//! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only) |
+//! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only); `EdDSA` and `Ed25519` (RFC 9864) name the same one, and proofs labelled either way are accepted |
 //! | `AUTH_DPOP_MAX_AGE_SECONDS` | `300` | oldest DPoP proof accepted (`iat`); `AUTH_CLOCK_SKEW_SECONDS` ahead (1–3600) |
 //! | `AUTH_DPOP_REPLAY_CACHE_ENTRIES` | `100000` | most DPoP proof ids (`jti`) remembered, per instance; when full of live ones, new proofs get 503 |
 //! | `AUTH_DPOP_NONCE_SECRET` | – | turns on server nonces: HMAC key (32+ characters) shared by all instances |
@@ -135,6 +136,15 @@ pub enum SnapshotDir {
     },
 }
 
+/// Tenants a `{tenantid}` issuer accepts (`AUTH_TENANTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantAllowList {
+    /// `any`: every tenant (the app's own checks, such as `clients`, must then narrow it).
+    Any,
+    /// Only these tenant ids, compared exactly.
+    Only(Vec<String>),
+}
+
 /// What a token must satisfy.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -166,6 +176,8 @@ pub struct AuthConfig {
     pub dpop: crate::auth::dpop::DpopSettings,
     /// Header carrying the client certificate for `cnf.x5t#S256` tokens; `None` refuses them.
     pub client_cert_header: Option<http::HeaderName>,
+    /// Tenants accepted by `{tenantid}` issuers (`AUTH_TENANTS`); `None` when there is none.
+    pub tenants: Option<TenantAllowList>,
 }
 
 impl AuthConfig {
@@ -186,6 +198,7 @@ impl AuthConfig {
             snapshots: SnapshotDir::Off,
             dpop: crate::auth::dpop::DpopSettings::default(),
             client_cert_header: None,
+            tenants: None,
         }
     }
 }
@@ -218,6 +231,7 @@ impl Config {
         let max_body_bytes = number(&get, "HANDLER_MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024)?;
 
         let issuers = issuers(&get)?;
+        let tenants = tenants(&get, &issuers)?;
         let audiences = list(get("AUTH_AUDIENCE"));
         if audiences.is_empty() && issuers.iter().any(|i| i.audiences.is_none()) {
             return Err(bad("AUTH_AUDIENCE", "required: the API identifier(s) tokens must be issued for"));
@@ -274,9 +288,44 @@ impl Config {
                 snapshots,
                 dpop,
                 client_cert_header,
+                tenants,
             },
         })
     }
+}
+
+/// `AUTH_TENANTS`: required exactly when an issuer is a `{tenantid}` template, so a
+/// multi-tenant issuer is never open to every tenant by omission.
+fn tenants(
+    get: &impl Fn(&str) -> Option<String>,
+    issuers: &[IssuerConfig],
+) -> Result<Option<TenantAllowList>, ConfigError> {
+    use crate::auth::tenant;
+    let templated = issuers.iter().any(|i| i.issuer.contains(tenant::PLACEHOLDER));
+    let names = list(get("AUTH_TENANTS"));
+    match (templated, names.is_empty()) {
+        (false, true) => return Ok(None),
+        (false, false) => {
+            return Err(bad("AUTH_TENANTS", "set only with an AUTH_ISSUER holding {tenantid} (a multi-tenant issuer)"));
+        }
+        (true, true) => {
+            return Err(bad(
+                "AUTH_TENANTS",
+                "required: AUTH_ISSUER holds {tenantid}, so list the tenant ids (tid) to accept, or the word any",
+            ));
+        }
+        (true, false) => {}
+    }
+    if names.iter().any(|n| n.eq_ignore_ascii_case("any")) {
+        return match names.len() {
+            1 => Ok(Some(TenantAllowList::Any)),
+            _ => Err(bad("AUTH_TENANTS", "any cannot be combined with tenant ids")),
+        };
+    }
+    if names.iter().any(|n| !tenant::is_tenant_id(n)) {
+        return Err(bad("AUTH_TENANTS", "tenant ids are letters, digits and '-' (the GUIDs tokens carry in tid)"));
+    }
+    Ok(Some(TenantAllowList::Only(names)))
 }
 
 fn snapshot_dir(get: &impl Fn(&str) -> Option<String>) -> SnapshotDir {
@@ -423,7 +472,13 @@ fn issuers(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<IssuerConfig>, C
                 if own.iter().any(String::is_empty) {
                     return Err(bad("AUTH_ISSUER", "an audience after '|' is empty"));
                 }
-                check_url("AUTH_ISSUER", &issuer)?;
+                let template =
+                    crate::auth::tenant::IssuerTemplate::parse(&issuer).map_err(|e| bad("AUTH_ISSUER", e))?;
+                match template {
+                    // The URL checks apply to what is fetched: the discovery tenant put in.
+                    Some(t) => check_url("AUTH_ISSUER", &t.with_tenant(crate::auth::tenant::DISCOVERY_TENANT))?,
+                    None => check_url("AUTH_ISSUER", &issuer)?,
+                };
                 if out.iter().any(|i: &IssuerConfig| i.issuer == issuer) {
                     return Err(bad("AUTH_ISSUER", "lists the same issuer twice"));
                 }
@@ -506,7 +561,7 @@ fn algorithms(
                 return Err(bad(
                     variable,
                     format!(
-                        "unknown algorithm {name:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+                        "unknown algorithm {name:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA or Ed25519"
                     ),
                 ));
             }
@@ -645,6 +700,72 @@ mod tests {
         let mut vars = BASE.to_vec();
         vars.push(("AUTH_ALGORITHMS", "RS256, PS256,ES256"));
         assert_eq!(config(&vars).unwrap().auth.algorithms, vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]);
+    }
+
+    #[test]
+    fn ed25519_is_the_rfc_9864_name_of_eddsa_in_both_algorithm_lists() {
+        for variable in ["AUTH_ALGORITHMS", "AUTH_DPOP_ALGORITHMS"] {
+            let mut vars = BASE.to_vec();
+            vars.push((variable, "Ed25519,ES256,EdDSA"));
+            let c = config(&vars).unwrap();
+            let list = if variable == "AUTH_ALGORITHMS" { c.auth.algorithms } else { c.auth.dpop.algorithms };
+            assert_eq!(list, vec![Algorithm::EdDSA, Algorithm::ES256], "{variable}");
+        }
+        let mut vars = BASE.to_vec();
+        vars.push(("AUTH_DPOP_ALGORITHMS", "Ed448"));
+        let e = err(&vars);
+        assert_eq!(e.variable, "AUTH_DPOP_ALGORITHMS");
+        assert!(e.problem.contains("EdDSA or Ed25519"), "{}", e.problem);
+    }
+
+    const ENTRA_V2: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    const TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    #[test]
+    fn a_tenantid_issuer_needs_auth_tenants_and_the_error_names_both() {
+        let e = err(&[("AUTH_ISSUER", ENTRA_V2), ("AUTH_AUDIENCE", "api://orders")]);
+        assert_eq!(e.variable, "AUTH_TENANTS");
+        assert!(e.problem.contains("AUTH_ISSUER"), "{}", e.problem);
+        let tenants = format!("{TID}, 9188040d-6c67-4c5b-b112-36a304b66dad");
+        let c = config(&[("AUTH_ISSUER", ENTRA_V2), ("AUTH_AUDIENCE", "api://orders"), ("AUTH_TENANTS", &tenants)]);
+        let c = c.unwrap();
+        assert_eq!(c.auth.issuers[0].issuer, ENTRA_V2);
+        assert_eq!(
+            c.auth.tenants,
+            Some(TenantAllowList::Only(vec![TID.to_owned(), "9188040d-6c67-4c5b-b112-36a304b66dad".to_owned()]))
+        );
+        let any = config(&[("AUTH_ISSUER", ENTRA_V2), ("AUTH_AUDIENCE", "a"), ("AUTH_TENANTS", "ANY")]).unwrap();
+        assert_eq!(any.auth.tenants, Some(TenantAllowList::Any));
+    }
+
+    #[test]
+    fn auth_tenants_is_checked_and_only_set_with_a_template() {
+        for tenants in ["any, 72f988bf", "contoso.onmicrosoft.com", "a/b"] {
+            let e = err(&[("AUTH_ISSUER", ENTRA_V2), ("AUTH_AUDIENCE", "a"), ("AUTH_TENANTS", tenants)]);
+            assert_eq!(e.variable, "AUTH_TENANTS", "{tenants}");
+        }
+        let e = err(&[("AUTH_ISSUER", "https://login.example.com/"), ("AUTH_AUDIENCE", "a"), ("AUTH_TENANTS", TID)]);
+        assert_eq!(e.variable, "AUTH_TENANTS");
+        assert_eq!(config(&BASE).unwrap().auth.tenants, None);
+    }
+
+    #[test]
+    fn issuer_templates_are_checked_naming_auth_issuer() {
+        for issuer in [
+            "https://login.microsoftonline.com/{tenantid}/{tenantid}/v2.0",
+            "https://login.microsoftonline.com/{tenant}/v2.0",
+            "https://{tenantid}.example.com/",
+            "http://login.example.com/{tenantid}/",
+        ] {
+            let e = err(&[("AUTH_ISSUER", issuer), ("AUTH_AUDIENCE", "a"), ("AUTH_TENANTS", "any")]);
+            assert_eq!(e.variable, "AUTH_ISSUER", "{issuer}");
+        }
+        let v1 = config(&[
+            ("AUTH_ISSUER", "https://sts.windows.net/{tenantid}/"),
+            ("AUTH_AUDIENCE", "a"),
+            ("AUTH_TENANTS", TID),
+        ]);
+        assert_eq!(v1.unwrap().auth.issuers[0].issuer, "https://sts.windows.net/{tenantid}/");
     }
 
     #[test]

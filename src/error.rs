@@ -102,6 +102,12 @@ pub enum TokenRejection {
     WrongIssuer,
     /// `aud` missing, malformed, or none of the accepted audiences.
     WrongAudience,
+    /// `iss` has a `{tenantid}` issuer's shape, but the token's `tid` is missing or names
+    /// another tenant: refused before any key lookup.
+    IssuerTenantMismatch,
+    /// `iss` is a `{tenantid}` issuer for a tenant `AUTH_TENANTS` does not list: refused
+    /// before any key lookup.
+    TenantNotAllowed,
     /// `exp` missing.
     MissingExpiry,
     /// A registered claim of the wrong JSON type.
@@ -120,7 +126,8 @@ pub enum TokenRejection {
     AuthenticatedInFuture,
     /// A Bearer token where the function requires DPoP.
     DpopRequired,
-    /// The DPoP scheme where DPoP is off or `AUTH_PUBLIC_URL` is not set.
+    /// The DPoP scheme where DPoP is off or `AUTH_PUBLIC_URL` is not set: an unsupported
+    /// scheme, so the challenge carries no error code (RFC 6750 §3.1).
     DpopNotEnabled,
     /// The DPoP scheme with a token that has no `cnf.jkt`.
     UnboundToken,
@@ -146,6 +153,8 @@ impl TokenRejection {
             Self::BadSignature => "bad signature",
             Self::WrongIssuer => "untrusted issuer",
             Self::WrongAudience => "wrong audience",
+            Self::IssuerTenantMismatch => "iss does not match the token's tid",
+            Self::TenantNotAllowed => "tenant not allowed",
             Self::MissingExpiry => "missing exp",
             Self::BadClaimType => "claim of the wrong type",
             Self::Expired => "expired",
@@ -385,9 +394,8 @@ impl Challenges {
             AuthError::MissingToken => self.missing_token.clone(),
             AuthError::InvalidRequest(_) => self.invalid_request.clone(),
             AuthError::InvalidToken(TokenRejection::Expired) => self.expired.clone(),
-            AuthError::InvalidToken(TokenRejection::DpopRequired | TokenRejection::DpopNotEnabled) => {
-                header_value(error.challenge(&self.context))
-            }
+            AuthError::InvalidToken(TokenRejection::DpopNotEnabled) => self.missing_token.clone(),
+            AuthError::InvalidToken(TokenRejection::DpopRequired) => header_value(error.challenge(&self.context)),
             AuthError::InvalidToken(_) => self.invalid_token.clone(),
             AuthError::InsufficientScope { scope } if scope.is_empty() => self.no_scope.clone(),
             AuthError::InsufficientScope { .. }
@@ -500,7 +508,11 @@ impl AuthError {
         let with_error =
             |code: &str| format!(r#"{scheme}, error="{code}", error_description="{}"{metadata}"#, self.client_text());
         match self {
-            Self::MissingToken => Some(format!("{scheme}{metadata}")),
+            // RFC 6750 §3.1: a request with an unsupported scheme gets no error code (only the
+            // body says DPoP is not accepted here), as a request without credentials.
+            Self::MissingToken | Self::InvalidToken(TokenRejection::DpopNotEnabled) => {
+                Some(format!("{scheme}{metadata}"))
+            }
             Self::InvalidRequest(_) => Some(with_error("invalid_request")),
             Self::InvalidToken(_) => Some(with_error("invalid_token")),
             Self::InvalidDpopProof(_) => Some(with_error(if dpop { "invalid_dpop_proof" } else { "invalid_token" })),
@@ -577,6 +589,16 @@ mod tests {
     }
 
     #[test]
+    fn dpop_scheme_where_dpop_is_not_accepted_gets_the_plain_challenge() {
+        let error = AuthError::InvalidToken(TokenRejection::DpopNotEnabled);
+        let (status, challenge, _) = answer(error.clone());
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="api""#));
+        assert_eq!(error.client_text(), "This function does not accept DPoP; use Authorization: Bearer");
+        assert_eq!(error.reason(), "DPoP scheme while DPoP is not enabled");
+    }
+
+    #[test]
     fn insufficient_scope_is_403_naming_the_scope() {
         let (status, challenge, _) = answer(AuthError::InsufficientScope { scope: "read:a write:a".into() });
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -629,6 +651,8 @@ mod tests {
             AuthError::InvalidToken(TokenRejection::BadSignature),
             AuthError::InvalidToken(TokenRejection::Expired),
             AuthError::InvalidToken(TokenRejection::NotYetValid),
+            AuthError::InvalidToken(TokenRejection::DpopNotEnabled),
+            AuthError::InvalidToken(TokenRejection::DpopRequired),
             AuthError::InsufficientScope { scope: String::new() },
             AuthError::InsufficientScope { scope: "read:a".into() },
             AuthError::KeysUnavailable,

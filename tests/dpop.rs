@@ -35,10 +35,8 @@ const URL: &str = "https://my-app.azurewebsites.net/api/api-a";
 const NONCE_SECRET: &str = "test-nonce-secret-0123456789abcdef";
 
 const PROOF_BODY: &str = "The DPoP proof is invalid";
-const INVALID_PROOF: &str =
-    r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_dpop_proof", error_description="The DPoP proof is invalid""#;
-const DPOP_INVALID_TOKEN: &str =
-    r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token", error_description="The access token is invalid""#;
+const INVALID_PROOF: &str = r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_dpop_proof", error_description="The DPoP proof is invalid""#;
+const DPOP_INVALID_TOKEN: &str = r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_token", error_description="The access token is invalid""#;
 const BEARER_INVALID_TOKEN: &str =
     r#"Bearer realm="api", error="invalid_token", error_description="The access token is invalid""#;
 
@@ -305,6 +303,59 @@ async fn dpop_with_ps256_and_eddsa_proofs_is_200() {
         let proof = client.proof("GET", URL, &token);
         assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await);
     }
+}
+
+/// An Ed25519 proof labelled as current JavaScript clients label it (RFC 9864 `Ed25519`).
+fn ed25519_client() -> DpopClient {
+    DpopClient::new(Algorithm::EdDSA, EncodingKey::from_ed_pem(fixture("ed25519.pem").as_bytes()).unwrap())
+}
+
+fn ed25519_labelled_proof(client: &DpopClient, token: &str) -> String {
+    let mut header = client.header();
+    header["alg"] = json!("Ed25519");
+    client.sign(&header, &client.claims("GET", URL, token))
+}
+
+#[tokio::test]
+async fn a_proof_labelled_ed25519_is_200_with_the_default_algorithms() {
+    let world = World::start(HostMode::Invocation, dpop_config).await;
+    let client = ed25519_client();
+    let token = world.bound_token(&client);
+    let proof = ed25519_labelled_proof(&client, &token);
+    assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await);
+}
+
+#[tokio::test]
+async fn ed25519_alone_in_the_dpop_algorithms_accepts_both_labels_and_nothing_else() {
+    let world = World::start(HostMode::Invocation, |c| {
+        dpop_config(c);
+        c.dpop.algorithms = vec![Algorithm::EdDSA];
+    })
+    .await;
+    let client = ed25519_client();
+    let token = world.bound_token(&client);
+    let labelled = ed25519_labelled_proof(&client, &token);
+    assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &labelled)]).await);
+    let eddsa = client.proof("GET", URL, &token);
+    assert_allowed(&invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &eddsa)]).await);
+    let es256 = world.bound_token(&world.client);
+    let proof = world.client.proof("GET", URL, &es256);
+    let outcome = invoke(&world, &[("Authorization", &dpop_auth(&es256)), ("DPoP", &proof)]).await;
+    assert_eq!(outcome.status, 401);
+    assert_eq!(outcome.reason, "proof algorithm not allowed");
+    assert_eq!(
+        outcome.challenge.as_deref(),
+        Some(r#"DPoP algs="EdDSA Ed25519", error="invalid_dpop_proof", error_description="The DPoP proof is invalid""#)
+    );
+}
+
+#[tokio::test]
+async fn an_ed25519_label_on_an_ec_key_is_refused() {
+    let world = World::start(HostMode::Invocation, dpop_config).await;
+    let token = world.bound_token(&world.client);
+    let proof = ed25519_labelled_proof(&world.client, &token);
+    let outcome = invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await;
+    assert_eq!((outcome.status, outcome.challenge.as_deref()), (401, Some(INVALID_PROOF)));
 }
 
 #[tokio::test]
@@ -641,7 +692,7 @@ async fn nonce_round_trip_use_dpop_nonce_then_200_with_the_next_nonce() {
     assert_eq!(
         first.challenge.as_deref(),
         Some(
-            r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
+            r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
         )
     );
     assert_eq!(first.body, "Resource server requires nonce in DPoP proof");
@@ -702,7 +753,10 @@ async fn no_credentials_with_dpop_allowed_gets_both_challenges() {
     let world = World::start(HostMode::Invocation, dpop_config).await;
     let outcome = invoke(&world, &[]).await;
     assert_eq!(outcome.status, 401);
-    assert_eq!(outcome.challenge.as_deref(), Some(r#"Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA""#));
+    assert_eq!(
+        outcome.challenge.as_deref(),
+        Some(r#"Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519""#)
+    );
     assert_eq!(outcome.body, "No authorization token was found");
 }
 
@@ -725,19 +779,16 @@ async fn no_credentials_without_public_url_gets_the_bearer_challenge_only() {
 }
 
 #[tokio::test]
-async fn dpop_scheme_without_public_url_is_refused_with_a_clear_description() {
+async fn dpop_scheme_without_public_url_gets_the_plain_challenge_and_a_clear_body() {
+    // RFC 6750 §3.1: DPoP is an unsupported scheme here, so no error code in the challenge.
     let world = World::start(HostMode::Invocation, |_| {}).await;
     let token = world.bound_token(&world.client);
     let proof = world.client.proof("GET", URL, &token);
     let outcome = invoke(&world, &[("Authorization", &dpop_auth(&token)), ("DPoP", &proof)]).await;
     assert_eq!(outcome.status, 401);
-    assert_eq!(
-        outcome.challenge.as_deref(),
-        Some(
-            r#"Bearer realm="api", error="invalid_token", error_description="This function does not accept DPoP; use Authorization: Bearer""#
-        )
-    );
+    assert_eq!(outcome.challenge.as_deref(), Some(r#"Bearer realm="api""#));
     assert_eq!(outcome.body, "This function does not accept DPoP; use Authorization: Bearer");
+    assert_eq!(outcome.reason, "DPoP scheme while DPoP is not enabled");
 }
 
 #[tokio::test]
@@ -752,18 +803,21 @@ async fn required_globally_refuses_bearer_with_a_dpop_challenge() {
     assert_eq!(
         outcome.challenge.as_deref(),
         Some(
-            r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token", error_description="This function requires a DPoP-bound access token""#
+            r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_token", error_description="This function requires a DPoP-bound access token""#
         )
     );
     assert_eq!(outcome.body, "This function requires a DPoP-bound access token");
-    assert_eq!(invoke(&world, &[]).await.challenge.as_deref(), Some(r#"DPoP algs="ES256 RS256 PS256 EdDSA""#));
+    assert_eq!(invoke(&world, &[]).await.challenge.as_deref(), Some(r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519""#));
 }
 
 #[tokio::test]
 async fn required_function_challenges_with_dpop_only_and_accepts_dpop() {
     let world = World::with_policy(HostMode::Invocation, Some(json!({"dpop": "required"})), dpop_config).await;
     let outcome = invoke(&world, &[]).await;
-    assert_eq!((outcome.status, outcome.challenge.as_deref()), (401, Some(r#"DPoP algs="ES256 RS256 PS256 EdDSA""#)));
+    assert_eq!(
+        (outcome.status, outcome.challenge.as_deref()),
+        (401, Some(r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519""#))
+    );
     let bearer = invoke(&world, &[("Authorization", &format!("Bearer {}", world.token(None)))]).await;
     assert_eq!((bearer.status, bearer.reason.as_str()), (401, "bearer token where DPoP is required"));
     let token = world.bound_token(&world.client);
@@ -810,7 +864,7 @@ async fn insufficient_scope_over_dpop_is_403_with_a_dpop_challenge() {
     assert_eq!(
         outcome.challenge.as_deref(),
         Some(
-            r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="insufficient_scope", error_description="The access token does not grant access to this function", scope="write:a""#
+            r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="insufficient_scope", error_description="The access token does not grant access to this function", scope="write:a""#
         )
     );
 }
@@ -1026,7 +1080,7 @@ async fn step_up_demand_to_a_dpop_caller_is_a_dpop_challenge_with_acr_values_and
     assert_eq!(
         outcome.challenge.as_deref(),
         Some(concat!(
-            r#"DPoP algs="ES256 RS256 PS256 EdDSA", error="insufficient_user_authentication", "#,
+            r#"DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="insufficient_user_authentication", "#,
             r#"error_description="A stronger or more recent authentication is required", "#,
             r#"acr_values="mfa", max_age="300""#
         ))

@@ -330,7 +330,7 @@ async fn dpop_bound_tokens_from_a_local_oidc_provider() {
     // No credentials: both challenges (DPoP is allowed by default once AUTH_PUBLIC_URL is set).
     let a = call_dpop(&handler, None, None).await;
     assert_eq!(a.status, 401);
-    assert_eq!(a.www_authenticate, r#"Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA""#);
+    assert_eq!(a.www_authenticate, r#"Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519""#);
     assert!(a.nonce.is_some(), "a DPoP challenge carries a nonce when nonces are on");
 
     // The bound token as a plain bearer token: refused (no downgrade).

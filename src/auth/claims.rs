@@ -2,6 +2,15 @@
 
 use serde_json::{Map, Value};
 
+/// The organization a token was issued for (Auth0 Organizations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Organization<'a> {
+    /// `org_id`: the organization's id (`org_...`), what `auth.json` rules compare.
+    pub id: &'a str,
+    /// `org_name`, when the tenant includes it; display only (names can be renamed).
+    pub name: Option<&'a str>,
+}
+
 /// The claims of a token whose signature and registered claims were verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims {
@@ -13,6 +22,8 @@ pub struct Claims {
     scopes: Vec<String>,
     permissions: Vec<String>,
     raw: Map<String, Value>,
+    /// The configured `{tenantid}` issuer `iss` matched, when it was one.
+    issuer_template: Option<String>,
 }
 
 impl Claims {
@@ -44,10 +55,29 @@ impl Claims {
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect();
-        Self { issuer, subject, audiences, expires_at, key_id, scopes, permissions, raw }
+        Self { issuer, subject, audiences, expires_at, key_id, scopes, permissions, raw, issuer_template: None }
     }
 
-    /// `iss`.
+    /// The same claims, accepted through the `{tenantid}` issuer `template`.
+    pub(crate) fn with_issuer_template(mut self, template: String) -> Self {
+        self.issuer_template = Some(template);
+        self
+    }
+
+    /// The configured issuer that accepted the token: `iss` itself, or the `{tenantid}`
+    /// template it matched (`https://login.microsoftonline.com/{tenantid}/v2.0`). The
+    /// `issuers` of `auth.json` are compared with this.
+    pub fn trusted_issuer(&self) -> &str {
+        self.issuer_template.as_deref().unwrap_or(&self.issuer)
+    }
+
+    /// `tid`: the Entra ID tenant, when it is a string. For a token accepted through a
+    /// `{tenantid}` issuer, it is the tenant in `iss` and one `AUTH_TENANTS` allows.
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.raw.get("tid").and_then(Value::as_str)
+    }
+
+    /// `iss`, as the token has it (the tenant's own issuer under a `{tenantid}` issuer).
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -72,9 +102,10 @@ impl Claims {
         self.key_id.as_deref()
     }
 
-    /// The client the token was issued to: `azp`, else `client_id`, else Entra's `appid`.
+    /// The client the token was issued to: `azp`, else `client_id` (RFC 9068), else Entra's
+    /// v1 `appid`, else Okta's `cid`.
     pub fn client_id(&self) -> Option<&str> {
-        ["azp", "client_id", "appid"].iter().find_map(|name| self.raw.get(*name).and_then(Value::as_str))
+        ["azp", "client_id", "appid", "cid"].iter().find_map(|name| self.raw.get(*name).and_then(Value::as_str))
     }
 
     /// True for machine-to-machine tokens (`gty: client-credentials`, Auth0's marker).
@@ -90,6 +121,13 @@ impl Claims {
     /// Permissions from `permissions` (Auth0 RBAC) and `roles` (Entra ID).
     pub fn permissions(&self) -> &[String] {
         &self.permissions
+    }
+
+    /// The organization (`org_id`, with `org_name` when present) the token was issued for;
+    /// `None` when `org_id` is absent or not a string.
+    pub fn organization(&self) -> Option<Organization<'_>> {
+        let id = self.raw.get("org_id").and_then(Value::as_str)?;
+        Some(Organization { id, name: self.raw.get("org_name").and_then(Value::as_str) })
     }
 
     /// `acr`: the authentication context class the login satisfied, when it is a string.
@@ -137,6 +175,18 @@ mod tests {
         assert_eq!(c.client_id(), Some("x"));
         assert!(c.is_client_credentials());
         assert!(!claims(json!({})).is_client_credentials());
+        assert_eq!(claims(json!({"cid": "0oa1ab2c3D4E5F6G7h8i"})).client_id(), Some("0oa1ab2c3D4E5F6G7h8i"));
+        assert_eq!(claims(json!({"client_id": "c", "cid": "o"})).client_id(), Some("c"));
+    }
+
+    #[test]
+    fn organization_is_org_id_with_org_name_when_present() {
+        let c = claims(json!({"org_id": "org_9ybsU1dN2dKfDkBi", "org_name": "acme"}));
+        assert_eq!(c.organization(), Some(Organization { id: "org_9ybsU1dN2dKfDkBi", name: Some("acme") }));
+        let id_only = claims(json!({"org_id": "org_9ybsU1dN2dKfDkBi"}));
+        assert_eq!(id_only.organization().map(|o| (o.id, o.name)), Some(("org_9ybsU1dN2dKfDkBi", None)));
+        assert_eq!(claims(json!({"org_name": "acme"})).organization(), None);
+        assert_eq!(claims(json!({"org_id": 7})).organization(), None);
     }
 
     #[test]

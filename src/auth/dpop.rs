@@ -52,7 +52,8 @@ pub const NONCE_WINDOW_SECONDS: i64 = 60;
 pub const MIN_NONCE_SECRET_BYTES: usize = 32;
 
 /// Proof algorithms accepted by default (`AUTH_DPOP_ALGORITHMS`): what Auth0 and the common
-/// DPoP client libraries produce.
+/// DPoP client libraries produce. `EdDSA` also accepts proofs labelled `Ed25519` (RFC 9864),
+/// which npm `dpop` 2.x, `oauth4webapi` 3.x and `openid-client` 6.x send.
 pub const DEFAULT_ALGORITHMS: [Algorithm; 4] = [Algorithm::ES256, Algorithm::RS256, Algorithm::PS256, Algorithm::EdDSA];
 
 /// JWK members that only a private key has; a proof carrying any of them is refused (the
@@ -572,7 +573,7 @@ pub struct DpopVerifier {
     skew: i64,
     replay: ReplayCache,
     nonces: Option<Nonces>,
-    /// `ES256 RS256 ...`, for the `algs` challenge parameter.
+    /// `ES256 RS256 ...`, for the `algs` challenge parameter (`EdDSA Ed25519` for EdDSA).
     algs: String,
 }
 
@@ -582,7 +583,7 @@ impl DpopVerifier {
         Self {
             replay: ReplayCache::new(settings.replay_entries),
             nonces: settings.nonce_secret.as_ref().map(|s| Nonces::new(&s.0)),
-            algs: settings.algorithms.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" "),
+            algs: settings.algorithms.iter().map(|a| super::keys::alg_names(*a)).collect::<Vec<_>>().join(" "),
             skew: skew.as_secs() as i64,
             settings: settings.clone(),
         }

@@ -275,6 +275,24 @@ pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// The JOSE names of `alg`, for challenges and messages: `EdDSA Ed25519` for EdDSA (both
+/// names are accepted, see [`asymmetric_alg`]), else the one registered name.
+pub fn alg_names(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA Ed25519",
+        // Never configured: `asymmetric_alg` yields none of the others.
+        _ => "",
+    }
+}
+
 /// The uncompressed SEC1 point `04 || x || y` of an EC JWK whose coordinates are `len`
 /// bytes each (32 for P-256, 48 for P-384); `None` for coordinates of another length.
 pub(crate) fn ec_point(x: &[u8], y: &[u8], len: usize) -> Option<Vec<u8>> {
@@ -290,6 +308,11 @@ pub(crate) fn ec_point(x: &[u8], y: &[u8], len: usize) -> Option<Vec<u8>> {
 
 /// Maps a JOSE `alg` name to an asymmetric signature algorithm; `None` for HMAC, `none`
 /// and anything unknown.
+///
+/// `Ed25519` is RFC 9864's fully-specified name for EdDSA on the Ed25519 curve (current
+/// DPoP clients sign with it); it maps to [`Algorithm::EdDSA`], which here only ever means
+/// Ed25519: OKP keys of any other curve (Ed448) are refused when keys are parsed, so the
+/// two names verify exactly the same keys and signatures.
 pub fn asymmetric_alg(name: &str) -> Option<Algorithm> {
     Some(match name {
         "RS256" => Algorithm::RS256,
@@ -300,7 +323,7 @@ pub fn asymmetric_alg(name: &str) -> Option<Algorithm> {
         "PS512" => Algorithm::PS512,
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
+        "EdDSA" | "Ed25519" => Algorithm::EdDSA,
         _ => return None,
     })
 }
@@ -347,6 +370,25 @@ mod tests {
         let mut n = vec![0xffu8; bits / 8];
         n[0] = 0xc1;
         json!({"kty": "RSA", "kid": "k", "n": URL_SAFE_NO_PAD.encode(&n), "e": "AQAB"})
+    }
+
+    #[test]
+    fn an_ed25519_jwk_labelled_ed25519_or_eddsa_permits_eddsa_and_an_ed448_one_is_refused() {
+        let policy = KeyPolicy::default();
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        for alg in ["Ed25519", "EdDSA"] {
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "e", "alg": alg, "x": x});
+            let key = parse_jwk(jwk, &policy).unwrap();
+            assert!(key.permits(Algorithm::EdDSA), "{alg}");
+            assert!(!key.permits(Algorithm::ES256), "{alg}");
+        }
+        let ed448 =
+            json!({"kty": "OKP", "crv": "Ed448", "kid": "e", "alg": "EdDSA", "x": URL_SAFE_NO_PAD.encode([7u8; 57])});
+        assert_eq!(parse_jwk(ed448, &policy).unwrap_err(), KeyRejection::UnsupportedCurve);
+        let ec = json!({"kty": "EC", "crv": "P-256", "alg": "Ed25519", "x": x, "y": x});
+        assert_eq!(parse_jwk(ec, &policy).unwrap_err(), KeyRejection::UnsupportedAlgorithm);
+        assert_eq!(alg_names(Algorithm::EdDSA), "EdDSA Ed25519");
+        assert_eq!(alg_names(Algorithm::PS256), "PS256");
     }
 
     #[test]

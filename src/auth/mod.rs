@@ -4,6 +4,8 @@
 //! see, `cache` remembers verified tokens, and [`Authenticator::verify`] is the one place
 //! where a token is judged. `policy` (with `step_up` for RFC 9470) then applies each
 //! function's `auth.json` to the verified claims.
+//! `rules` holds the `"claims"` rules on any claim; `tenant` the `{tenantid}` issuers of
+//! multi-tenant Entra ID.
 //! `dpop` checks DPoP proofs and `binding` ties a token's `cnf` to
 //! what the request proves ([`Authenticator::authenticate_request`]).
 
@@ -15,8 +17,10 @@ pub mod dpop;
 pub mod keys;
 pub mod keystore;
 pub mod policy;
+pub mod rules;
 pub mod snapshot;
 pub mod step_up;
+pub mod tenant;
 pub mod token;
 pub mod verify;
 
@@ -26,10 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-pub use claims::Claims;
+pub use claims::{Claims, Organization};
 pub use keystore::KeyStore;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, TenantAllowList};
 use crate::error::{AuthError, ChallengeContext, TokenRejection};
 use cache::TokenCache;
 use keystore::KeyError;
@@ -40,6 +44,10 @@ pub struct Authenticator {
     issuers: Vec<Arc<KeyStore>>,
     /// Accepted audiences, per issuer (index-aligned with `issuers`).
     audiences: Vec<Vec<String>>,
+    /// `{tenantid}` issuers: the template, per issuer (index-aligned with `issuers`).
+    templates: Vec<Option<tenant::IssuerTemplate>>,
+    /// `AUTH_TENANTS`; `Only(empty)` (no tenant) when no issuer is a template.
+    tenants: TenantAllowList,
     algorithms: Vec<Algorithm>,
     skew: i64,
     max_token_bytes: usize,
@@ -69,7 +77,17 @@ impl Authenticator {
                 }))
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let templates =
+            config.issuers.iter().map(|i| tenant::IssuerTemplate::parse(&i.issuer)).collect::<Result<Vec<_>, _>>()?;
+        let tenants = match (&config.tenants, templates.iter().any(Option::is_some)) {
+            (Some(tenants), _) => tenants.clone(),
+            // Fail closed: a template without an allow-list admits no tenant at all.
+            (None, true) => return Err("AUTH_ISSUER holds {tenantid}, so AUTH_TENANTS is required".into()),
+            (None, false) => TenantAllowList::Only(Vec::new()),
+        };
         Ok(Self {
+            templates,
+            tenants,
             issuers,
             audiences: config
                 .issuers
@@ -109,7 +127,13 @@ impl Authenticator {
     /// Where `issuer`'s keys came from and whether its last refresh worked (the decision
     /// line's `keys` field).
     pub fn key_freshness(&self, issuer: &str) -> keystore::Freshness {
-        self.issuers.iter().find(|s| s.issuer() == issuer).map_or(keystore::Freshness::None, |s| s.freshness())
+        let template_of = |i: usize| self.templates[i].as_ref().is_some_and(|t| t.tenant_of(issuer).is_some());
+        let index = self
+            .issuers
+            .iter()
+            .position(|s| s.issuer() == issuer)
+            .or_else(|| (0..self.issuers.len()).find(|i| template_of(*i)));
+        index.map_or(keystore::Freshness::None, |i| self.issuers[i].freshness())
     }
 
     /// Number of verified tokens currently cached.
@@ -160,9 +184,15 @@ impl Authenticator {
             None => return Err(invalid(R::WrongIssuer)),
         };
         // The issuer is chosen before verification, so a token naming issuer B is only ever
-        // checked with B's keys, and an unknown issuer costs no network request.
-        let Some(store_index) = self.issuers.iter().position(|s| s.issuer() == issuer) else {
-            return Err(invalid(R::WrongIssuer));
+        // checked with B's keys, and an unknown issuer costs no network request. A
+        // `{tenantid}` issuer is chosen only for an allowed tenant whose `tid` is the one in
+        // `iss`, so a foreign or inconsistent tenant costs no key lookup either.
+        // A template is never an exact issuer: a token whose `iss` is the literal template
+        // must not skip the tenant checks.
+        let exact = |i: &usize| self.templates[*i].is_none() && self.issuers[*i].issuer() == issuer;
+        let store_index = match (0..self.issuers.len()).find(exact) {
+            Some(index) => index,
+            None => self.template_for(issuer, &parsed.payload).map_err(invalid)?,
         };
         let key = self.issuers[store_index].key_for(parsed.kid.as_deref()).await.map_err(|e| match e {
             KeyError::UnknownKey => invalid(R::UnknownKey),
@@ -176,11 +206,32 @@ impl Authenticator {
         }
         let (expires_at, audiences) =
             token::check_claims(&parsed.payload, now, self.skew, &self.audiences[store_index]).map_err(invalid)?;
-        let issuer = self.issuers[store_index].issuer().to_owned();
+        let configured = self.issuers[store_index].issuer();
+        let template = (configured != issuer).then(|| configured.to_owned());
+        let issuer = issuer.clone();
         let key_id = key.kid.clone();
-        let claims = Arc::new(Claims::from_verified(issuer, audiences, expires_at, key_id, parsed.payload));
+        let claims = Claims::from_verified(issuer, audiences, expires_at, key_id, parsed.payload);
+        let claims = Arc::new(match template {
+            Some(template) => claims.with_issuer_template(template),
+            None => claims,
+        });
         self.cache.insert(token, claims.clone(), store_index, key, expires_at, now);
         Ok(claims)
+    }
+}
+
+impl Authenticator {
+    /// The `{tenantid}` issuer `iss` belongs to, judged on the unverified payload: its shape,
+    /// its `tid`, and `AUTH_TENANTS`. No template fits: an untrusted issuer.
+    fn template_for(&self, iss: &str, payload: &serde_json::Map<String, Value>) -> Result<usize, TokenRejection> {
+        for (index, template) in self.templates.iter().enumerate() {
+            if let Some(template) = template
+                && template.admits(iss, payload, &self.tenants)?
+            {
+                return Ok(index);
+            }
+        }
+        Err(TokenRejection::WrongIssuer)
     }
 }
 

@@ -11,18 +11,25 @@
 //!   "issuers": ["https://my-tenant.eu.auth0.com/"],
 //!   "acrValues": ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"],
 //!   "maxAge": 300,
-//!   "dpop": "required"
+//!   "dpop": "required",
+//!   "organizations": ["org_9ybsU1dN2dKfDkBi"],
+//!   "organizationFromRoute": "orgId",
+//!   "claims": { "https://example.com/roles": { "any": ["admin"] }, "/realm_access/roles": { "all": ["reader"] } }
 //! }
 //! ```
 //! or `{ "anonymous": true }`. A missing file means "any valid token". `acrValues` and
-//! `maxAge` are RFC 9470 step-up demands, checked in [`super::step_up`].
+//! `maxAge` are RFC 9470 step-up demands, checked in [`super::step_up`]; `claims` are rules
+//! on any claim, in [`super::rules`]; `organizations` / `organizationFromRoute` bind the
+//! token's `org_id` (Auth0 Organizations) to a list or to the route value.
 
 use serde::Deserialize;
 
 use super::Claims;
 use super::dpop::DpopMode;
+use super::rules::ClaimRules;
 use super::step_up::StepUpPolicy;
 use crate::error::{AuthError, TokenRejection};
+use crate::route::RouteValues;
 
 /// Required values: every one of `all`, and at least one of `any` (when non-empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -79,9 +86,19 @@ struct PolicyDoc {
     #[serde(default)]
     max_age: Option<serde_json::Number>,
     dpop: Option<DpopMode>,
+    #[serde(default)]
+    organizations: Option<Vec<String>>,
+    #[serde(default)]
+    organization_from_route: Option<String>,
+    /// Raw, so that [`ClaimRules::parse`] names the claim in its errors.
+    #[serde(default)]
+    claims: Option<serde_json::Value>,
 }
 
 /// What a function requires of its callers.
+// One per function, built at start-up and only ever borrowed: the variants' size difference
+// costs nothing, and boxing would add a pointer chase to every request's policy check.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Policy {
     /// No token needed; the handler gets no claims.
@@ -104,12 +121,20 @@ pub struct TokenPolicy {
     pub clients: Option<Vec<String>>,
     /// Whether machine-to-machine (`gty: client-credentials`) tokens are accepted.
     pub allow_client_credentials: bool,
-    /// Issuers accepted for this function; `None` accepts every configured issuer.
+    /// Issuers accepted for this function, as configured (a `{tenantid}` issuer by its
+    /// template); `None` accepts every configured issuer.
     pub issuers: Option<Vec<String>>,
     /// RFC 9470 demands on the login behind the token (`acrValues`, `maxAge`).
     pub step_up: StepUpPolicy,
     /// DPoP for this function (`"dpop"`); `None` follows `AUTH_DPOP`.
     pub dpop: Option<DpopMode>,
+    /// Organizations (`org_id`) accepted (`"organizations"`); `None` accepts any, and a token
+    /// without an organization.
+    pub organizations: Option<Vec<String>>,
+    /// Route parameter whose value the token's `org_id` must equal (`"organizationFromRoute"`).
+    pub organization_from_route: Option<String>,
+    /// Rules on any claim (`"claims"`).
+    pub claims: ClaimRules,
 }
 
 impl Policy {
@@ -124,15 +149,20 @@ impl Policy {
                 || doc.issuers.is_some()
                 || doc.acr_values.is_some()
                 || doc.max_age.is_some()
-                || doc.dpop.is_some();
+                || doc.dpop.is_some()
+                || doc.organizations.is_some()
+                || doc.organization_from_route.is_some()
+                || doc.claims.is_some();
             if restricted {
-                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials, issuers, acrValues, maxAge or dpop".into());
+                return Err("anonymous: cannot be combined with scopes, permissions, clients, allowClientCredentials, issuers, acrValues, maxAge, dpop, organizations, organizationFromRoute or claims".into());
             }
             return Ok(Self::Anonymous);
         }
         doc.scopes.validate("scopes")?;
         doc.permissions.validate("permissions")?;
-        for (field, list) in [("clients", &doc.clients), ("issuers", &doc.issuers)] {
+        for (field, list) in
+            [("clients", &doc.clients), ("issuers", &doc.issuers), ("organizations", &doc.organizations)]
+        {
             match list {
                 Some(list) if list.is_empty() => {
                     return Err(format!("{field}: an empty list would refuse every caller"));
@@ -143,6 +173,14 @@ impl Policy {
                 _ => {}
             }
         }
+        if doc.organization_from_route.as_deref().is_some_and(|name| name.is_empty() || name.contains(['{', '}', '/']))
+        {
+            return Err("organizationFromRoute: the name of a route parameter, as in {orgId} (without braces)".into());
+        }
+        let claims = match &doc.claims {
+            Some(rules) => ClaimRules::parse(rules)?,
+            None => ClaimRules::default(),
+        };
         let step_up = StepUpPolicy::new(doc.acr_values, doc.max_age)?;
         Ok(Self::Token(TokenPolicy {
             scopes: doc.scopes,
@@ -152,7 +190,19 @@ impl Policy {
             issuers: doc.issuers,
             step_up,
             dpop: doc.dpop,
+            organizations: doc.organizations,
+            organization_from_route: doc.organization_from_route,
+            claims,
         }))
+    }
+
+    /// The route parameter `organizationFromRoute` names, when set (start-up checks that the
+    /// function's route has it).
+    pub fn organization_route_parameter(&self) -> Option<&str> {
+        match self {
+            Self::Token(TokenPolicy { organization_from_route, .. }) => organization_from_route.as_deref(),
+            _ => None,
+        }
     }
 
     /// True when no token is needed.
@@ -176,16 +226,19 @@ impl Policy {
         }
     }
 
-    /// Applies the rules to verified claims at `now` (Unix seconds, `skew` seconds of
-    /// leeway): 401 for an issuer this function does not accept; 401
-    /// `insufficient_user_authentication` for a login too weak or too old (RFC 9470); 403
-    /// `insufficient_scope` for missing scopes, permissions or client rights. Step-up comes
-    /// before the 403 checks: how the caller logged in is authentication, and a weak login
-    /// is not told which rights the function requires.
-    pub fn check(&self, claims: &Claims, now: i64, skew: i64) -> Result<(), AuthError> {
+    /// Applies the rules to verified claims of a request whose route values are `route`, at
+    /// `now` (Unix seconds, `skew` seconds of leeway): 401 for an issuer this function does
+    /// not accept; 401 `insufficient_user_authentication` for a login too weak or too old
+    /// (RFC 9470); 403 `insufficient_scope` for client rights, another organization, a claim
+    /// rule, missing scopes or permissions. Step-up comes before the 403 checks: how the
+    /// caller logged in is authentication, and a weak login is not told which rights the
+    /// function requires. Organization and claim refusals name nothing (no scope, no
+    /// organization, no claim value), and come before scopes so a caller from another
+    /// tenant is not told which scopes this function wants.
+    pub fn check(&self, claims: &Claims, route: &RouteValues, now: i64, skew: i64) -> Result<(), AuthError> {
         let Self::Token(policy) = self else { return Ok(()) };
         if let Some(issuers) = &policy.issuers
-            && !issuers.iter().any(|i| i == claims.issuer())
+            && !issuers.iter().any(|i| i == claims.trusted_issuer())
         {
             return Err(AuthError::InvalidToken(TokenRejection::WrongIssuer));
         }
@@ -199,6 +252,9 @@ impl Policy {
         {
             return forbidden(String::new());
         }
+        if !policy.organization_allowed(claims, route) || !policy.claims.satisfied_by(claims.raw()) {
+            return forbidden(String::new());
+        }
         if !policy.scopes.satisfied_by(claims.scopes()) {
             return forbidden(policy.scopes.describe());
         }
@@ -206,6 +262,24 @@ impl Policy {
             return forbidden(policy.permissions.describe());
         }
         Ok(())
+    }
+}
+
+impl TokenPolicy {
+    /// `org_id` is one of `organizations` and equals the `organizationFromRoute` value, for
+    /// whichever of the two is set. A token without `org_id` passes neither; a request
+    /// without the route value (an absent optional parameter) fails the route binding.
+    fn organization_allowed(&self, claims: &Claims, route: &RouteValues) -> bool {
+        if self.organizations.is_none() && self.organization_from_route.is_none() {
+            return true;
+        }
+        let Some(organization) = claims.organization() else { return false };
+        let listed = self.organizations.as_ref().is_none_or(|list| list.iter().any(|o| o == organization.id));
+        let routed = self
+            .organization_from_route
+            .as_deref()
+            .is_none_or(|parameter| route.get(parameter).is_some_and(|value| value == organization.id));
+        listed && routed
     }
 }
 
@@ -225,7 +299,7 @@ mod tests {
 
     impl Policy {
         fn check_now(&self, claims: &Claims) -> Result<(), AuthError> {
-            self.check(claims, NOW, 30)
+            self.check(claims, &RouteValues::default(), NOW, 30)
         }
     }
 
@@ -345,6 +419,78 @@ mod tests {
         assert_eq!(policy(json!({})).dpop(), None);
         assert!(Policy::parse(br#"{"dpop": "sometimes"}"#).unwrap_err().contains("sometimes"));
         assert!(Policy::parse(br#"{"anonymous": true, "dpop": "required"}"#).unwrap_err().starts_with("anonymous"));
+    }
+
+    fn route(template: &str, path: &str) -> RouteValues {
+        crate::route::RouteTemplate::parse(template).unwrap().matches(path).unwrap()
+    }
+
+    #[test]
+    fn organizations_accept_only_listed_org_ids_and_never_a_token_without_one() {
+        let p = policy(json!({"organizations": ["org_9ybsU1dN2dKfDkBi", "org_2"]}));
+        assert_eq!(p.check_now(&claims(json!({"org_id": "org_9ybsU1dN2dKfDkBi"}))), Ok(()));
+        for refused in
+            [json!({"org_id": "org_3"}), json!({}), json!({"org_id": ["org_2"]}), json!({"org_name": "org_2"})]
+        {
+            assert_eq!(p.check_now(&claims(refused.clone())), scope_error(""), "{refused}");
+        }
+        assert_eq!(p.check_now(&claims(json!({"org_id": "ORG_2"}))), scope_error(""), "compared exactly");
+    }
+
+    #[test]
+    fn organization_from_route_must_equal_the_route_value() {
+        let p = policy(json!({"organizationFromRoute": "orgId", "scopes": {"all": ["read:orders"]}}));
+        let values = route("orgs/{orgId}/orders", "/orgs/org_abc/orders");
+        let check = |raw: Value| p.check(&claims(raw), &values, NOW, 30);
+        assert_eq!(check(json!({"org_id": "org_abc", "scope": "read:orders"})), Ok(()));
+        // Another tenant's token is refused without learning which scopes the function wants.
+        assert_eq!(check(json!({"org_id": "org_xyz", "scope": "read:orders"})), scope_error(""));
+        assert_eq!(check(json!({"org_id": "org_xyz"})), scope_error(""));
+        assert_eq!(check(json!({"scope": "read:orders"})), scope_error(""));
+        assert_eq!(check(json!({"org_id": "org_abc"})), scope_error("read:orders"));
+        // No route value (an absent optional parameter, or none matched): refused.
+        assert_eq!(p.check_now(&claims(json!({"org_id": "org_abc", "scope": "read:orders"}))), scope_error(""));
+        let optional = route("orgs/{orgId?}", "/orgs");
+        assert_eq!(p.check(&claims(json!({"org_id": "org_abc"})), &optional, NOW, 30), scope_error(""));
+    }
+
+    #[test]
+    fn organization_list_and_route_binding_both_apply() {
+        let p = policy(json!({"organizations": ["org_abc"], "organizationFromRoute": "orgId"}));
+        let ok = claims(json!({"org_id": "org_abc"}));
+        assert_eq!(p.check(&ok, &route("orgs/{orgId}", "/orgs/org_abc"), NOW, 30), Ok(()));
+        let other = claims(json!({"org_id": "org_def"}));
+        assert_eq!(p.check(&other, &route("orgs/{orgId}", "/orgs/org_def"), NOW, 30), scope_error(""));
+        assert_eq!(p.organization_route_parameter(), Some("orgId"));
+        assert_eq!(Policy::default().organization_route_parameter(), None);
+    }
+
+    #[test]
+    fn claim_rules_refuse_with_403_naming_no_claim_value() {
+        let p = policy(json!({"claims": {"https://example.com/roles": {"any": ["admin"]}}, "scopes": {"all": ["a"]}}));
+        assert_eq!(p.check_now(&claims(json!({"https://example.com/roles": ["admin"], "scope": "a"}))), Ok(()));
+        assert_eq!(p.check_now(&claims(json!({"https://example.com/roles": ["user"], "scope": "a"}))), scope_error(""));
+        assert_eq!(p.check_now(&claims(json!({"scope": "a"}))), scope_error(""));
+    }
+
+    #[test]
+    fn tenant_fields_are_validated_naming_the_field() {
+        for (doc, field) in [
+            (json!({"organizations": []}), "organizations"),
+            (json!({"organizations": [""]}), "organizations"),
+            (json!({"organizationFromRoute": ""}), "organizationFromRoute"),
+            (json!({"organizationFromRoute": "{orgId}"}), "organizationFromRoute"),
+            (json!({"claims": {"x": {"any": []}}}), "claims.x"),
+            (json!({"claims": {}}), "claims"),
+            (json!({"anonymous": true, "organizations": ["o"]}), "anonymous"),
+            (json!({"anonymous": true, "organizationFromRoute": "orgId"}), "anonymous"),
+            (json!({"anonymous": true, "claims": {"x": {"equals": 1}}}), "anonymous"),
+        ] {
+            let err = Policy::parse(doc.to_string().as_bytes()).unwrap_err();
+            assert!(err.starts_with(field), "{doc}: {err}");
+        }
+        assert!(Policy::parse(br#"{"organizations": "org_1"}"#).is_err());
+        assert!(Policy::parse(br#"{"organisations": ["org_1"]}"#).unwrap_err().contains("unknown field"));
     }
 
     #[test]

@@ -174,6 +174,18 @@ mod tests {
     }
 
     #[test]
+    fn ed25519_and_eddsa_labels_select_eddsa_only_where_it_is_allowed() {
+        let eddsa = &[Algorithm::EdDSA];
+        for label in ["Ed25519", "EdDSA"] {
+            assert_eq!(parse(&token(json!({"alg": label})), eddsa).unwrap().alg, Algorithm::EdDSA, "{label}");
+            assert_eq!(parse(&token(json!({"alg": label})), RS256).unwrap_err(), R::AlgorithmNotAllowed, "{label}");
+        }
+        for other in ["ed25519", "Ed448", "ED25519"] {
+            assert_eq!(parse(&token(json!({"alg": other})), eddsa).unwrap_err(), R::AlgorithmNotAllowed, "{other}");
+        }
+    }
+
+    #[test]
     fn header_rules() {
         assert!(parse(&token(json!({"alg": "RS256", "kid": "k"})), RS256).is_ok());
         assert_eq!(parse(&token(json!({"alg": "none"})), RS256).unwrap_err(), R::AlgorithmNotAllowed);
