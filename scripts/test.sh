@@ -24,6 +24,9 @@ if [[ ! -x scripts/openapi-validator/.venv/bin/python ]]; then
 fi
 
 echo "==> cargo test"
+# The examples as programs (tests/example_mcp.rs starts examples/mcp as the host would);
+# `cargo test` alone builds examples only as test harnesses.
+cargo build --locked --examples
 cargo test --locked --all-targets
 
 echo "==> .funcignore uploads only the app"

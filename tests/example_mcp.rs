@@ -21,7 +21,7 @@ mod provider;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use azfn_auth::app::{AppState, app};
@@ -41,17 +41,28 @@ fn app_root() -> PathBuf {
     repo_root().join("examples").join("mcp")
 }
 
-/// `target/<profile>/examples/mcp`, built by `cargo test --all-targets` (scripts/test.sh).
+/// `target/<profile>/examples/mcp`. `cargo test` builds examples as tests only (another
+/// file name), so the first test that needs the binary builds it with the same cargo,
+/// profile and target dir (CARGO_TARGET_DIR) as this test binary (a no-op when scripts/test.sh built it).
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = profile_dir.join("examples").join(format!("mcp{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "{} is missing: run `cargo test --all-targets` (or `cargo build --example mcp`) first",
-        binary.display()
-    );
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+            let binary = profile_dir.join("examples").join(format!("mcp{}", std::env::consts::EXE_SUFFIX));
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.current_dir(repo_root()).args(["build", "--example", "mcp"]);
+            if profile_dir.file_name().is_some_and(|name| name == "release") {
+                build.arg("--release");
+            }
+            let status = build.stdin(Stdio::null()).status().expect("run cargo build --example mcp");
+            assert!(status.success(), "cargo build --example mcp failed");
+            assert!(binary.is_file(), "{} is missing after cargo build --example mcp", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// The example binary as the host starts it, on `port`, with `env`.
