@@ -28,6 +28,8 @@ echo "==> cargo test"
 # `cargo test` alone builds examples only as test harnesses.
 cargo build --locked --examples
 cargo test --locked --all-targets
+# `--all-targets` leaves out doc tests: the examples in the rustdoc (the testing kit's among them).
+cargo test --locked --doc
 
 echo "==> .funcignore uploads only the app"
 scripts/check-funcignore.sh

@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::response::IntoResponse;
 use axum::routing::any;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::Value;
@@ -19,7 +20,7 @@ use crate::auth::Claims;
 use crate::auth::bearer::Scheme;
 use crate::body::{self, Admitted};
 use crate::error::{Challenges, Offer, Refusal};
-use crate::extract::{Invocation, OutputData, Outputs, Refuse};
+use crate::extract::{Invocation, OutputData, Outputs, Problem, Refuse};
 use crate::functions::{self, BoxedHandler, Functions};
 use crate::layout::{AppLayout, Direction, FunctionSpec, RouteMatch};
 use crate::metadata::{self, ResourceMetadata};
@@ -383,9 +384,12 @@ pub async fn run_function(
     response
 }
 
-/// 413 for a body over the function's limit.
+/// 413 for a body over the function's limit, as the [`Json`](crate::extract::Json)
+/// extractor answers it.
 fn too_large() -> Response<Body> {
-    plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+        .detail("The request body is larger than this function accepts")
+        .into_response()
 }
 
 /// A response going back as plain HTTP (forwarding/proxy mode, or a direct call): output
@@ -419,8 +423,7 @@ async fn invoke(state: &AppState, index: usize, request: Request) -> Response<Bo
         if !spec.is_http() {
             return failed(StatusCode::PAYLOAD_TOO_LARGE, line);
         }
-        let answer = plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-        return http_result(spec, answer, vec![line]).await;
+        return http_result(spec, too_large(), vec![line]).await;
     };
     if spec.is_http() {
         invoke_http(state, index, &envelope).await

@@ -11,7 +11,6 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Json;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use base64::Engine;
@@ -23,6 +22,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor}
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::info;
+
+pub use crate::input::{Form, Json, Query};
 
 use crate::auth::Claims;
 use crate::error::{AuthError, Challenges, Offer, Refusal};
@@ -591,6 +592,16 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The explanation, if any.
+    pub fn detail_text(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// The fields named at fault (`invalid-params`): name and reason.
+    pub fn invalid_params(&self) -> &[(String, String)] {
+        &self.invalid_params
+    }
 }
 
 #[derive(Serialize)]
@@ -620,7 +631,7 @@ impl IntoResponse for Problem {
             detail: self.detail.as_deref(),
             invalid_params: self.invalid_params.iter().map(|(name, reason)| InvalidParam { name, reason }).collect(),
         };
-        let mut response = (self.status, Json(document)).into_response();
+        let mut response = (self.status, axum::Json(document)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
     }

@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod functions;
+mod input;
 pub mod layout;
 pub mod metadata;
 pub mod openapi;
@@ -42,3 +43,5 @@ pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

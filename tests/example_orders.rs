@@ -1,5 +1,7 @@
-//! The worked example app (`examples/orders`) through all three host modes over real TCP,
-//! its own app root copied with only host.json's mode changed. In forwarding and proxy
+//! The worked example app (`examples/orders`) through all three host modes in process with
+//! the testing kit (`azfn_auth::testing`), and in forwarding mode over real TCP with
+//! hand-made host requests (its own app root copied with only host.json's mode changed):
+//! the same calls get the same answers both ways. In forwarding and proxy
 //! mode the host still calls `orders-create` (queue output) and `cleanup` (timer) with the
 //! invocation envelope; everything else arrives as raw HTTP. In invocation mode everything
 //! is an envelope.
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use azfn_auth::app::{AppState, app};
 use azfn_auth::auth::Authenticator;
 use azfn_auth::layout::{AppLayout, HostMode};
+use azfn_auth::testing::{Delivery, TestApp, TestIssuer};
 use common::*;
 use serde_json::{Value, json};
 
@@ -103,7 +106,47 @@ fn envelope_for(call: &Call<'_>, mode: HostMode) -> bool {
     mode == HostMode::Invocation || call.function == "orders-create"
 }
 
-async fn send(addr: SocketAddr, mode: HostMode, call: Call<'_>) -> Answer {
+/// Where the calls go: the app over TCP with hand-made host requests, or the testing kit.
+enum Target {
+    Tcp { addr: SocketAddr, mode: HostMode },
+    Kit(TestApp),
+}
+
+async fn send(target: &Target, call: Call<'_>) -> Answer {
+    match target {
+        Target::Tcp { addr, mode } => send_tcp(*addr, *mode, call).await,
+        Target::Kit(app) => send_kit(app, call).await,
+    }
+}
+
+/// The kit routes the path itself (so `call.function` and `call.params` are only checked
+/// against what it chose) and speaks the envelope where the host would.
+async fn send_kit(app: &TestApp, call: Call<'_>) -> Answer {
+    let mut request = app.request(call.method.parse().unwrap(), call.path);
+    if let Some(token) = call.token {
+        request = request.bearer(token);
+    }
+    if let Some(body) = call.body {
+        request = request.header("Content-Type", "application/json").body(body.to_owned());
+    }
+    let answer = request.send().await;
+    let expected = if envelope_for(&call, app.mode()) { Delivery::Invocation } else { Delivery::Forwarded };
+    let delivered = if answer.delivery == Delivery::Proxied { Delivery::Forwarded } else { answer.delivery };
+    // (A path the host does not route, such as a mistyped `{id:int}`, is its 404.)
+    if delivered != Delivery::NotRouted {
+        assert_eq!(delivered, expected, "{} {}", call.method, call.path);
+    }
+    Answer {
+        status: answer.status.as_u16(),
+        content_type: answer.header("content-type").unwrap_or_default().to_owned(),
+        location: answer.header("location").map(str::to_owned),
+        body: answer.text(),
+        outputs: Value::Object(answer.outputs.clone()),
+        logs: answer.logs.clone(),
+    }
+}
+
+async fn send_tcp(addr: SocketAddr, mode: HostMode, call: Call<'_>) -> Answer {
     if envelope_for(&call, mode) {
         let mut headers = json!({"Host": ["my-app.azurewebsites.net"]});
         if let Some(token) = call.token {
@@ -190,77 +233,15 @@ fn call<'a>(function: &'a str, method: &'a str, path: &'a str, token: Option<&'a
     Call { function, method, path, params: json!({}), token, body: None }
 }
 
-async fn exercise(mode: HostMode) {
+/// Over TCP: the fake identity provider serves the key, the app fetches it.
+async fn exercise_over_tcp(mode: HostMode) {
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
     let (addr, _root) = start(&idp, mode).await;
     let writer = user_token(&key, &idp.issuer, &["create:orders"]);
     let reader = user_token(&key, &idp.issuer, &[]);
-    let (w, r) = (Some(writer.as_str()), Some(reader.as_str()));
-
-    // Empty at start; the token and scope are required.
-    let empty = send(addr, mode, call("orders-list", "GET", "/api/orders", r)).await;
-    assert_eq!((empty.status, empty.json()), (200, json!([])), "{mode:?}");
-    assert!(empty.content_type.starts_with("application/json"));
-    assert_eq!(send(addr, mode, call("orders-list", "GET", "/api/orders", None)).await.status, 401);
-
-    // Create: permission, validation naming the field, then 201 + Location + queue output.
-    let create = |token, body| Call { body: Some(body), ..call("orders-create", "POST", "/api/orders", token) };
-    let denied = send(addr, mode, create(r, r#"{"item": "book", "quantity": 1}"#)).await;
-    assert_eq!(denied.status, 403, "{mode:?}: {}", denied.body);
-    assert_eq!(denied.outputs, json!({}), "nothing is queued for a refused caller");
-    let long = format!(r#"{{"item": "{}", "quantity": 1}}"#, "x".repeat(101));
-    for (body, field) in [
-        (r#"{"item": "book""#, None),
-        (r#"{"item": "book"}"#, Some("quantity")),
-        (r#"{"item": "book", "quantity": 0}"#, Some("quantity")),
-        (r#"{"item": "book", "quantity": 1.5}"#, Some("quantity")),
-        (r#"{"item": "", "quantity": 1}"#, Some("item")),
-        (long.as_str(), Some("item")),
-        (r#"{"item": 5, "quantity": 1}"#, Some("item")),
-    ] {
-        let bad = send(addr, mode, create(w, body)).await;
-        assert_eq!(bad.status, 400, "{mode:?} {body}");
-        assert_eq!(bad.content_type, "application/problem+json", "{body}");
-        let problem = bad.json();
-        assert_eq!(problem["status"], 400);
-        if let Some(field) = field {
-            assert_eq!(problem["invalid-params"][0]["name"], field, "{body}");
-        }
-        assert_eq!(bad.outputs, json!({}), "{body}");
-    }
-    let first = send(addr, mode, create(w, r#"{"item": "book", "quantity": 2}"#)).await;
-    assert_eq!(first.status, 201, "{mode:?}: {}", first.body);
-    assert_eq!(first.location.as_deref(), Some("/api/orders/1"));
-    let order = json!({"id": 1, "item": "book", "quantity": 2, "owner": "auth0|user-1"});
-    assert_eq!(first.json(), order);
-    assert_eq!(first.outputs, json!({"outQueue": order}), "the queue receives the order as JSON");
-    assert!(first.logs.iter().any(|l| l.contains("outcome=allowed")), "{:?}", first.logs);
-    let second = send(addr, mode, create(w, r#"{"item": "pen", "quantity": 1000}"#)).await;
-    assert_eq!((second.status, second.location.as_deref()), (201, Some("/api/orders/2")));
-
-    // List newest first; get by id (route value), 404 problem, mistyped id never served.
-    let list = send(addr, mode, call("orders-list", "GET", "/api/orders", r)).await;
-    let ids: Vec<_> = list.json().as_array().unwrap().iter().map(|o| o["id"].clone()).collect();
-    assert_eq!(ids, [json!(2), json!(1)], "{mode:?}");
-    let get = |path, id: Value| Call { params: json!({ "id": id }), ..call("orders-get", "GET", path, r) };
-    let one = send(addr, mode, get("/api/orders/1", json!("1"))).await;
-    assert_eq!((one.status, one.json()), (200, order), "{mode:?}: Params, never Metadata (id 2)");
-    let missing = send(addr, mode, get("/api/orders/99", json!("99"))).await;
-    assert_eq!((missing.status, missing.content_type.as_str()), (404, "application/problem+json"));
-    let mistyped = send(addr, mode, get("/api/orders/abc", json!("abc"))).await;
-    assert_eq!(mistyped.status, 404, "{mode:?}: {}", mistyped.body);
-    assert_ne!(mistyped.content_type, "application/problem+json", "the handler never ran");
-
-    // Anonymous catch-all.
-    let files = |path, value: Value| Call { params: json!({ "path": value }), ..call("files", "GET", path, None) };
-    let nested = send(addr, mode, files("/api/files/a/b%20c.txt", json!("a/b c.txt"))).await;
-    assert_eq!((nested.status, nested.body.as_str()), (200, "a/b c.txt"), "{mode:?}");
-    assert!(nested.content_type.starts_with("text/plain"));
-    let root = send(addr, mode, files("/api/files", Value::Null)).await;
-    assert_eq!((root.status, root.body.as_str()), (200, ""), "{mode:?}");
-
-    // The timer: no token, its line in Logs.
+    exercise(&Target::Tcp { addr, mode }, &writer, &reader).await;
+    // The timer as the host sends it: no token, its line in Logs.
     let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}},
         "Metadata": {"timer": {"IsPastDue": false}, "sys": {"MethodName": "cleanup", "UtcNow": "2026-12-02T20:00:00Z"}}});
     let result = invoke(addr, "cleanup", &timer).await;
@@ -268,19 +249,116 @@ async fn exercise(mode: HostMode) {
     assert_eq!((result["Outputs"].clone(), result["ReturnValue"].clone()), (json!({}), Value::Null));
 }
 
-#[tokio::test]
-async fn orders_app_in_forwarding_mode_mixes_envelopes_and_raw_requests() {
-    exercise(HostMode::Forwarding).await;
+/// In process with `azfn_auth::testing`: the same calls and answers.
+async fn exercise_in_process(mode: HostMode) {
+    let issuer = TestIssuer::new();
+    let app = TestApp::builder(EXAMPLE).issuer(&issuer).mode(mode).build(orders::functions()).unwrap();
+    let user = || issuer.token().subject("auth0|user-1").scope("openid").scope("read:orders");
+    let (writer, reader) = (user().permission("create:orders").sign(), user().sign());
+    exercise(&Target::Kit(app.clone()), &writer, &reader).await;
+    let timer =
+        app.trigger("cleanup").data(json!({"Schedule": {"AdjustForDST": true}, "IsPastDue": false})).send().await;
+    assert_eq!((timer.status.as_u16(), timer.logs.as_slice()), (200, ["cleanup: 2 orders".to_owned()].as_slice()));
+    assert_eq!((timer.outputs.len(), timer.return_value), (0, None));
+    let wrong = app.trigger("cleanup").data(json!({"IsPastDue": "soon"})).send().await;
+    assert_eq!(wrong.status.as_u16(), 400, "a payload of the wrong shape fails the invocation");
+}
+
+async fn exercise(target: &Target, writer: &str, reader: &str) {
+    let mode = match target {
+        Target::Tcp { mode, .. } => *mode,
+        Target::Kit(app) => app.mode(),
+    };
+    let (w, r) = (Some(writer), Some(reader));
+
+    // Empty at start; the token and scope are required.
+    let empty = send(target, call("orders-list", "GET", "/api/orders", r)).await;
+    assert_eq!((empty.status, empty.json()), (200, json!([])), "{mode:?}");
+    assert!(empty.content_type.starts_with("application/json"));
+    assert_eq!(send(target, call("orders-list", "GET", "/api/orders", None)).await.status, 401);
+
+    // Create: permission, validation naming the field, then 201 + Location + queue output.
+    let create = |token, body| Call { body: Some(body), ..call("orders-create", "POST", "/api/orders", token) };
+    let denied = send(target, create(r, r#"{"item": "book", "quantity": 1}"#)).await;
+    assert_eq!(denied.status, 403, "{mode:?}: {}", denied.body);
+    assert_eq!(denied.outputs, json!({}), "nothing is queued for a refused caller");
+    let long = format!(r#"{{"item": "{}", "quantity": 1}}"#, "x".repeat(101));
+    // Json<NewOrder>'s rejections: not JSON is 400, JSON of the wrong shape 422 naming the field.
+    for (body, status, field) in [
+        (r#"{"item": "book""#, 400, None),
+        (r#"{"item": "book"}"#, 422, Some(("quantity", "missing field `quantity`"))),
+        (r#"{"item": "book", "quantity": 0}"#, 422, Some(("quantity", "must be an integer from 1 to 1000"))),
+        (
+            r#"{"item": "book", "quantity": 1.5}"#,
+            422,
+            Some(("quantity", "invalid type: floating point `1.5`, expected u64")),
+        ),
+        (r#"{"item": "", "quantity": 1}"#, 422, Some(("item", "must be a string of 1 to 100 characters"))),
+        (long.as_str(), 422, Some(("item", "must be a string of 1 to 100 characters"))),
+        (r#"{"item": 5, "quantity": 1}"#, 422, Some(("item", "invalid type: integer `5`, expected a string"))),
+    ] {
+        let bad = send(target, create(w, body)).await;
+        assert_eq!(bad.status, status, "{mode:?} {body}: {}", bad.body);
+        // (The host appends `; charset=utf-8` to an envelope answer's type; the kit too.)
+        assert!(bad.content_type.starts_with("application/problem+json"), "{body}: {}", bad.content_type);
+        let problem = bad.json();
+        assert_eq!(problem["status"], status);
+        if let Some((name, reason)) = field {
+            assert_eq!(problem["invalid-params"], json!([{"name": name, "reason": reason}]), "{body}");
+        }
+        assert_eq!(bad.outputs, json!({}), "{body}");
+    }
+    let first = send(target, create(w, r#"{"item": "book", "quantity": 2}"#)).await;
+    assert_eq!(first.status, 201, "{mode:?}: {}", first.body);
+    assert_eq!(first.location.as_deref(), Some("/api/orders/1"));
+    let order = json!({"id": 1, "item": "book", "quantity": 2, "owner": "auth0|user-1"});
+    assert_eq!(first.json(), order);
+    assert_eq!(first.outputs, json!({"outQueue": order}), "the queue receives the order as JSON");
+    assert!(first.logs.iter().any(|l| l.contains("outcome=allowed")), "{:?}", first.logs);
+    let second = send(target, create(w, r#"{"item": "pen", "quantity": 1000}"#)).await;
+    assert_eq!((second.status, second.location.as_deref()), (201, Some("/api/orders/2")));
+
+    // List newest first; get by id (route value), 404 problem, mistyped id never served.
+    let list = send(target, call("orders-list", "GET", "/api/orders", r)).await;
+    let ids: Vec<_> = list.json().as_array().unwrap().iter().map(|o| o["id"].clone()).collect();
+    assert_eq!(ids, [json!(2), json!(1)], "{mode:?}");
+    let get = |path, id: Value| Call { params: json!({ "id": id }), ..call("orders-get", "GET", path, r) };
+    let one = send(target, get("/api/orders/1", json!("1"))).await;
+    assert_eq!((one.status, one.json()), (200, order), "{mode:?}: Params, never Metadata (id 2)");
+    let missing = send(target, get("/api/orders/99", json!("99"))).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.content_type.starts_with("application/problem+json"), "{}", missing.content_type);
+    let mistyped = send(target, get("/api/orders/abc", json!("abc"))).await;
+    assert_eq!(mistyped.status, 404, "{mode:?}: {}", mistyped.body);
+    assert!(!mistyped.content_type.starts_with("application/problem+json"), "the handler never ran");
+
+    // Anonymous catch-all.
+    let files = |path, value: Value| Call { params: json!({ "path": value }), ..call("files", "GET", path, None) };
+    let nested = send(target, files("/api/files/a/b%20c.txt", json!("a/b c.txt"))).await;
+    assert_eq!((nested.status, nested.body.as_str()), (200, "a/b c.txt"), "{mode:?}");
+    assert!(nested.content_type.starts_with("text/plain"));
+    let root = send(target, files("/api/files", Value::Null)).await;
+    assert_eq!((root.status, root.body.as_str()), (200, ""), "{mode:?}");
 }
 
 #[tokio::test]
-async fn orders_app_in_invocation_mode() {
-    exercise(HostMode::Invocation).await;
+async fn orders_app_over_tcp_in_forwarding_mode_mixes_envelopes_and_raw_requests() {
+    exercise_over_tcp(HostMode::Forwarding).await;
 }
 
 #[tokio::test]
-async fn orders_app_in_proxy_mode() {
-    exercise(HostMode::Proxy).await;
+async fn orders_app_in_process_in_forwarding_mode() {
+    exercise_in_process(HostMode::Forwarding).await;
+}
+
+#[tokio::test]
+async fn orders_app_in_process_in_invocation_mode() {
+    exercise_in_process(HostMode::Invocation).await;
+}
+
+#[tokio::test]
+async fn orders_app_in_process_in_proxy_mode() {
+    exercise_in_process(HostMode::Proxy).await;
 }
 
 #[tokio::test]

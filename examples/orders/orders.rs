@@ -5,22 +5,19 @@
 //! | --- | --- | --- |
 //! | `orders-list` | `GET orders` | the orders this process holds, newest first |
 //! | `orders-get` | `GET orders/{id:int}` | one order, or 404 problem |
-//! | `orders-create` | `POST orders` | validates, stores, and queues the order (`outQueue`) |
+//! | `orders-create` | `POST orders` | takes `Json<NewOrder>`, stores, and queues the order (`outQueue`) |
 //! | `files` | `GET files/{*path}` (anonymous) | echoes the path |
 //! | `cleanup` | timer, every 5 minutes | logs how many orders are held |
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use azfn_auth::auth::Claims;
-use azfn_auth::extract::{Logger, Outputs, Path, Problem, TimerInfo, Trigger};
+use azfn_auth::extract::{Json, Logger, Outputs, Path, Problem, TimerInfo, Trigger};
 use azfn_auth::functions::Functions;
 use http::{StatusCode, header};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 /// One order.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -68,33 +65,48 @@ async fn get(State(shared): State<Shared>, Path(id): Path<u64>) -> Response {
     }
 }
 
-/// Checks the body field by field, so the answer names the field at fault.
-fn validate(body: &[u8]) -> Result<(String, u32), Problem> {
-    let bad = || Problem::new(StatusCode::BAD_REQUEST);
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad().detail("The body must be a JSON object"));
-    };
-    let item = match fields.get("item") {
-        Some(Value::String(item)) if (1..=100).contains(&item.chars().count()) => item.clone(),
-        Some(_) => return Err(bad().invalid_param("item", "must be a string of 1 to 100 characters")),
-        None => return Err(bad().invalid_param("item", "is required")),
-    };
-    let quantity = match fields.get("quantity") {
-        Some(Value::Number(n)) => match n.as_u64().filter(|q| (1..=1000).contains(q)) {
-            Some(q) => q as u32,
-            None => return Err(bad().invalid_param("quantity", "must be an integer from 1 to 1000")),
-        },
-        Some(_) => return Err(bad().invalid_param("quantity", "must be an integer from 1 to 1000")),
-        None => return Err(bad().invalid_param("quantity", "is required")),
-    };
-    Ok((item, quantity))
+/// What `orders-create` takes. The extractor answers a body that does not fit with 422
+/// problem+json naming the field (`invalid-params`), a body that is not JSON with 400.
+#[derive(Debug, Deserialize)]
+pub(crate) struct NewOrder {
+    item: ItemName,
+    quantity: Quantity,
 }
 
-async fn create(State(shared): State<Shared>, claims: Claims, body: Bytes) -> Response {
-    let (item, quantity) = match validate(&body) {
-        Ok(fields) => fields,
-        Err(problem) => return problem.into_response(),
-    };
+/// 1 to 100 characters.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct ItemName(String);
+
+impl TryFrom<String> for ItemName {
+    type Error = &'static str;
+
+    fn try_from(item: String) -> Result<Self, Self::Error> {
+        match item.chars().count() {
+            1..=100 => Ok(Self(item)),
+            _ => Err("must be a string of 1 to 100 characters"),
+        }
+    }
+}
+
+/// An integer from 1 to 1000.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "u64")]
+struct Quantity(u32);
+
+impl TryFrom<u64> for Quantity {
+    type Error = &'static str;
+
+    fn try_from(quantity: u64) -> Result<Self, Self::Error> {
+        match quantity {
+            1..=1000 => Ok(Self(quantity as u32)),
+            _ => Err("must be an integer from 1 to 1000"),
+        }
+    }
+}
+
+async fn create(State(shared): State<Shared>, claims: Claims, Json(new): Json<NewOrder>) -> Response {
+    let (item, quantity) = (new.item.0, new.quantity.0);
     let order = {
         let mut store = store(&shared);
         store.next_id += 1;

@@ -25,10 +25,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 /// A registered handler with its state applied, ready to serve requests.
 pub(crate) type BoxedHandler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
@@ -67,6 +67,10 @@ impl<S: Clone + Send + Sync + 'static> Functions<S> {
         H: Handler<T, S>,
         T: 'static,
     {
+        // The function's `maxBodyBytes` bounds the body before the handler reads it (the
+        // library stops a longer one as it streams), so axum's own 2 MB default for
+        // `Bytes`, `String` and `Json` must not cut it shorter.
+        let handler = handler.layer(DefaultBodyLimit::disable());
         let make: MakeHandler<S> = Box::new(move |state: S| -> BoxedHandler {
             Arc::new(move |request: Request| Box::pin(handler.clone().call(request, state.clone())))
         });
@@ -88,6 +92,7 @@ impl<S: Clone + Send + Sync + 'static> Functions<S> {
         T::Response: IntoResponse,
         T::Future: Send + 'static,
     {
+        let service = DefaultBodyLimit::disable().layer(service);
         let make: MakeHandler<S> = Box::new(move |_: S| -> BoxedHandler {
             Arc::new(move |request: Request| {
                 let service = service.clone();
