@@ -27,6 +27,7 @@
 //! - [`telemetry`]: logging to stdout.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod auth;
