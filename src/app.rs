@@ -436,8 +436,10 @@ async fn invoke(state: &AppState, index: usize, request: Request) -> Response<Bo
     let limit = body_limit.saturating_add(ENVELOPE_OVERHEAD_BYTES);
     let (host, body) = request.into_parts();
     let Ok(envelope) = axum::body::to_bytes(body, limit).await else {
-        let invocation_id = Correlation::from_headers(&host.headers).invocation_id().to_owned();
-        warn!(function = %spec.name, limit, invocation_id = invocation_id.as_str(), "invocation payload too large");
+        let correlation = Correlation::from_headers(&host.headers);
+        let (invocation_id, trace_id, parent_id) =
+            (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
+        warn!(function = %spec.name, limit, invocation_id, trace_id, parent_id, "invocation payload too large");
         let line = format!("invocation payload for {} exceeds {limit} bytes", spec.name);
         if !spec.is_http() {
             return failed(StatusCode::PAYLOAD_TOO_LARGE, line);
@@ -467,8 +469,9 @@ async fn invoke_http(state: &AppState, index: usize, host: &http::HeaderMap, env
         Ok(invocation) => invocation,
         Err(error) => {
             let correlation = Correlation::from_headers(host);
-            let invocation_id = correlation.invocation_id();
-            warn!(function = %spec.name, error = %error, invocation_id, "malformed invocation payload");
+            let (invocation_id, trace_id, parent_id) =
+                (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
+            warn!(function = %spec.name, error = %error, invocation_id, trace_id, parent_id, "malformed invocation payload");
             let answer = plain(StatusCode::BAD_REQUEST, "Malformed invocation request");
             return http_result(spec, answer, vec![error.to_string()], None).await;
         }
@@ -578,7 +581,8 @@ pub async fn invoke_trigger_correlated(
     let mut values = match output_values(spec, outputs) {
         Ok(values) => values,
         Err(problem) => {
-            warn!(function = %spec.name, problem = problem.as_str(), invocation_id, "invocation failed");
+            let text = problem.as_str();
+            warn!(function = %spec.name, problem = text, invocation_id, trace_id, parent_id, "invocation failed");
             applog::rescue(&spec.name, &correlation, &entries);
             return failed(StatusCode::INTERNAL_SERVER_ERROR, problem);
         }
@@ -649,8 +653,12 @@ async fn http_result(
     let values = match output_values(spec, outputs) {
         Ok(values) => values,
         Err(problem) => {
-            let invocation_id = app.map_or("-", |(correlation, _)| correlation.invocation_id());
-            warn!(function = %spec.name, problem = problem.as_str(), invocation_id, "invocation failed");
+            let none = Correlation::default();
+            let correlation = app.map_or(&none, |(correlation, _)| correlation);
+            let (invocation_id, trace_id, parent_id) =
+                (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
+            let text = problem.as_str();
+            warn!(function = %spec.name, problem = text, invocation_id, trace_id, parent_id, "invocation failed");
             if let Some((correlation, entries)) = app {
                 applog::rescue(&spec.name, correlation, entries);
             }
