@@ -61,11 +61,15 @@ impl InvocationId {
     fn from_header(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
         let value = headers.get_all(name).iter().next_back()?;
         let bytes = value.as_bytes();
-        let start = bytes.iter().rposition(|&b| b == b',').map_or(0, |comma| comma + 1);
+        let mut start = bytes.len();
+        while start > 0 && bytes[start - 1] != b',' {
+            start -= 1;
+        }
         let id = bytes[start..].trim_ascii();
-        let valid = !id.is_empty()
-            && id.len() <= MAX_INVOCATION_ID_BYTES
-            && id.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+        // No early exit: the loop is branch-free (and the id at most 64 bytes).
+        let valid = id.iter().fold(!id.is_empty() && id.len() <= MAX_INVOCATION_ID_BYTES, |ok, &b| {
+            ok & (CLASS[usize::from(b)] & ID_CHAR != 0)
+        });
         if !valid {
             return None;
         }
@@ -198,21 +202,45 @@ impl TraceContext {
     }
 }
 
+/// Byte classes: [`LOWER_HEX`] and [`ID_CHAR`] bits, by byte value.
+const CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit() || (c >= b'a' && c <= b'f') {
+            class[b] |= LOWER_HEX;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' {
+            class[b] |= ID_CHAR;
+        }
+        b += 1;
+    }
+    class
+};
+
+/// `0-9`, `a-f`.
+const LOWER_HEX: u8 = 1;
+
+/// What an invocation id may hold: ASCII letters, digits, `-`.
+const ID_CHAR: u8 = 2;
+
 /// True for a version `00` `traceparent`: `00-<trace-id>-<parent-id>-<flags>`, lowercase
-/// hex, trace id and parent id not all zeros, nothing after the flags.
+/// hex, trace id and parent id not all zeros, nothing after the flags. Branch-free over the
+/// 55 bytes (a table lookup per byte), since it runs for every request that has one.
 pub fn is_valid_traceparent(value: &[u8]) -> bool {
     let Ok(value) = <&[u8; TRACEPARENT_LEN]>::try_from(value) else { return false };
-    let lower_hex = |bytes: &[u8]| bytes.iter().all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    let not_zero = |bytes: &[u8]| bytes.iter().any(|&b| b != b'0');
-    let (trace, parent, flags) = (&value[3..35], &value[36..52], &value[53..55]);
-    value.starts_with(b"00-")
-        && value[35] == b'-'
-        && value[52] == b'-'
-        && lower_hex(trace)
-        && lower_hex(parent)
-        && lower_hex(flags)
-        && not_zero(trace)
-        && not_zero(parent)
+    let (mut hex, mut trace, mut parent) = (LOWER_HEX, 0u8, 0u8);
+    for &b in &value[3..35] {
+        hex &= CLASS[usize::from(b)];
+        trace |= b ^ b'0';
+    }
+    for &b in &value[36..52] {
+        hex &= CLASS[usize::from(b)];
+        parent |= b ^ b'0';
+    }
+    hex &= CLASS[usize::from(value[53])] & CLASS[usize::from(value[54])];
+    value[..3] == *b"00-" && value[35] == b'-' && value[52] == b'-' && hex != 0 && trace != 0 && parent != 0
 }
 
 /// Lowercase hex of `bytes` into `out` (twice as long).
