@@ -57,24 +57,18 @@ impl InvocationId {
         Self::from_header(headers, &INVOCATION_ID).or_else(|| Self::from_header(headers, &PROXY_INVOCATION_ID))
     }
 
-    /// The last comma-separated element of the header's last line, when it is a valid id.
+    /// The header's last line when it is a valid id, else its last comma-separated element
+    /// when that is.
     fn from_header(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
         let value = headers.get_all(name).iter().next_back()?;
         let bytes = value.as_bytes();
-        let mut start = bytes.len();
-        while start > 0 && bytes[start - 1] != b',' {
-            start -= 1;
-        }
-        let id = bytes[start..].trim_ascii();
-        // No early exit: the loop is branch-free (and the id at most 64 bytes).
-        let valid = id.iter().fold(!id.is_empty() && id.len() <= MAX_INVOCATION_ID_BYTES, |ok, &b| {
-            ok & (CLASS[usize::from(b)] & ID_CHAR != 0)
-        });
-        if !valid {
-            return None;
-        }
-        if id.len() == bytes.len() {
+        // The host's own line is one GUID: one pass over it (`,` and spaces are no id bytes).
+        if is_id(bytes) {
             return Some(Self(value.clone()));
+        }
+        let id = bytes[bytes.iter().rposition(|&b| b == b',')? + 1..].trim_ascii();
+        if !is_id(id) {
+            return None;
         }
         HeaderValue::from_bytes(id).ok().map(Self)
     }
@@ -218,6 +212,13 @@ const CLASS: [u8; 256] = {
     }
     class
 };
+
+/// An invocation id: 1 to [`MAX_INVOCATION_ID_BYTES`] of ASCII letters, digits, `-`
+/// (branch-free over the bytes).
+fn is_id(bytes: &[u8]) -> bool {
+    let fits = !bytes.is_empty() && bytes.len() <= MAX_INVOCATION_ID_BYTES;
+    fits && bytes.iter().fold(ID_CHAR, |class, &b| class & CLASS[usize::from(b)]) != 0
+}
 
 /// `0-9`, `a-f`.
 const LOWER_HEX: u8 = 1;
