@@ -228,7 +228,9 @@ fn write_field(line: &mut String, name: &str, value: &str) {
 /// A logfmt value: as is when it is plain printable ASCII without `"`, `=` or `\\`,
 /// otherwise quoted and escaped.
 fn write_value(line: &mut String, value: &str) {
-    let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
+    // One table lookup per byte and no early exit: every value is scanned whole anyway when
+    // it is plain, which ids and names almost always are.
+    let plain = !value.is_empty() && value.bytes().fold(true, |plain, b| plain & PLAIN[usize::from(b)]);
     if plain {
         return line.push_str(value);
     }
@@ -251,6 +253,18 @@ fn write_value(line: &mut String, value: &str) {
     line.push_str(rest);
     line.push('"');
 }
+
+/// Bytes a value may hold and stay unquoted: printable ASCII except `"`, `=` and `\\`.
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        plain[b] = c.is_ascii_graphic() && c != b'"' && c != b'=' && c != b'\\';
+        b += 1;
+    }
+    plain
+};
 
 /// Characters escaped inside a quoted value: the quote, backslash, and anything a log
 /// pipeline may take for a line break or that would not display.
