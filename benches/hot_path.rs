@@ -136,17 +136,78 @@ fn logging(c: &mut Criterion) {
             duration_us = 2u64,
         )
     };
+    // The same line with the correlation fields src/app.rs adds (issue 19).
+    let emit_with_ids = || {
+        let (client, subject, kid, issuer) = ("bench-client", "bench-client@clients", "bench-rsa-a", ISSUER);
+        tracing::info!(
+            message = "auth decision",
+            function = "api-a",
+            outcome = "allowed",
+            status = 200u16,
+            auth.reason = "valid token",
+            client_id = client,
+            sub = subject,
+            kid = kid,
+            iss = issuer,
+            keys = "fresh",
+            duration_us = 2u64,
+            invocation_id = "0d8e3f2a-5c1b-4e7f-9a6d-2b4c8e1f3a5d",
+            trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+            parent_id = "00f067aa0ba902b7",
+        )
+    };
     let shipped = tracing_subscriber::registry().with(azfn_auth::telemetry::Logfmt::new(|line: &[u8]| {
         black_box(line);
     }));
     tracing::subscriber::with_default(shipped, || {
         c.bench_function("log/decision_line_logfmt", |b| b.iter(emit));
+        c.bench_function("log/decision_line_logfmt_with_ids", |b| b.iter(emit_with_ids));
     });
     let baseline = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_ansi(false).with_target(false));
     tracing::subscriber::with_default(baseline, || {
         c.bench_function("log/decision_line_tracing_fmt_baseline", |b| b.iter(emit));
     });
+}
+
+fn correlation(c: &mut Criterion) {
+    // Per request, src/app.rs reads the invocation id and the trace context from the
+    // headers once (src/correlation.rs): the headers of a forwarded request as the host
+    // sends them, with and without a traceparent.
+    use azfn_auth::correlation::{Correlation, TraceContext};
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("host", "bench.azurewebsites.net"),
+        ("user-agent", "curl/8.5.0 Azure-Functions-Host/4.1037.0"),
+        ("accept", "*/*"),
+        ("x-functions-key", "function-key-placeholder"),
+        ("x-forwarded-proto", "https"),
+        ("x-azure-functions-hostversion", "4.1037.0"),
+        ("x-azure-functions-invocationid", "0d8e3f2a-5c1b-4e7f-9a6d-2b4c8e1f3a5d"),
+    ] {
+        headers.insert(header::HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    c.bench_function("correlation/from_headers_no_traceparent", |b| b.iter(|| correlate(black_box(&headers))));
+    headers.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    headers.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
+    assert!(Correlation::from_headers(&headers).trace.is_some());
+    c.bench_function("correlation/from_headers_traceparent", |b| b.iter(|| correlate(black_box(&headers))));
+    let value = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    c.bench_function("correlation/is_valid_traceparent", |b| b.iter(|| validate(black_box(value.as_bytes()))));
+    let trace = TraceContext::from_headers(&headers).expect("valid");
+    c.bench_function("correlation/child_traceparent", |b| b.iter(|| black_box(&trace).child_traceparent()));
+}
+
+// Not inlined, so that callgrind can count one call (`--toggle-collect='*correlate*'`, see
+// the README's performance section).
+#[inline(never)]
+fn correlate(headers: &HeaderMap) -> azfn_auth::correlation::Correlation {
+    azfn_auth::correlation::Correlation::from_headers(headers)
+}
+
+#[inline(never)]
+fn validate(value: &[u8]) -> bool {
+    azfn_auth::correlation::is_valid_traceparent(value)
 }
 
 fn short() -> Criterion {
@@ -160,6 +221,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = short();
-    targets = parsing, verifying, signatures, logging
+    targets = parsing, verifying, signatures, logging, correlation
 }
 criterion_main!(hot_path);

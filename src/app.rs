@@ -3,7 +3,7 @@
 //! [`run_function`] (method rules, authentication, policy, then the business handler);
 //! non-HTTP triggers through [`invoke_trigger`].
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -19,10 +19,12 @@ use crate::auth::Authenticator;
 use crate::auth::Claims;
 use crate::auth::bearer::Scheme;
 use crate::body::{self, Admitted};
+use crate::correlation::Correlation;
 use crate::error::{Challenges, Offer, Refusal};
 use crate::extract::{Invocation, OutputData, Outputs, Problem, Refuse};
 use crate::functions::{self, BoxedHandler, Functions};
 use crate::layout::{AppLayout, Direction, FunctionSpec, RouteMatch};
+use crate::logs::{self as applog, Entry};
 use crate::metadata::{self, ResourceMetadata};
 use crate::protocol::invocation::{
     self as envelope, ENVELOPE_OVERHEAD_BYTES, HttpAnswer, InputValues, OutputValue, Shape,
@@ -245,9 +247,10 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
     match state.layout.route_target(request.method(), path) {
         RouteMatch::Found { index, values } => {
             let (parts, body) = request.into_parts();
-            let context = Context { values, ..Context::default() };
+            let correlation = Correlation::from_headers(&parts.headers);
+            let context = Context { values, correlation: Some(correlation.clone()), ..Context::default() };
             let response = run_function(&state, index, parts, body, context).await;
-            forwarded(&state.layout.functions[index], response)
+            forwarded(&state.layout.functions[index], response, &correlation)
         }
         RouteMatch::MethodNotAllowed { index } => method_not_allowed(&state.layout.functions[index]),
         RouteMatch::NotFound => plain(StatusCode::NOT_FOUND, "Not Found"),
@@ -286,6 +289,12 @@ pub struct Context<'a> {
     ///
     /// [`Logger`]: crate::extract::Logger
     pub logs: Option<&'a mut Vec<String>>,
+    /// The invocation id and trace context for log lines; read from the request's headers
+    /// when `None` (forwarding and proxy mode).
+    pub correlation: Option<Correlation>,
+    /// Where the handler's [`Logger`](crate::extract::Logger) lines go, when the caller
+    /// takes them itself (invocation mode); else, with `logs`, they are appended there.
+    pub(crate) sink: Option<crate::logs::LogSink>,
 }
 
 /// Runs HTTP function `index` for a request in standard `http` form, whichever protocol
@@ -302,7 +311,7 @@ pub async fn run_function(
 ) -> Response<Body> {
     strip_principal_headers(&mut parts.headers);
     let spec = &state.layout.functions[index];
-    let Context { values, inputs, mut logs } = context;
+    let Context { values, inputs, mut logs, correlation, sink } = context;
     if let Some(methods) = &spec.methods
         && !methods.contains(&parts.method)
     {
@@ -317,6 +326,8 @@ pub async fn run_function(
         },
     };
     let started = Instant::now();
+    let correlation = correlation.unwrap_or_else(|| Correlation::from_headers(&parts.headers));
+    let correlation = &correlation;
     let mut next_nonce = None;
     let mut refuse = None;
     let claims = if spec.policy.is_anonymous() {
@@ -325,12 +336,12 @@ pub async fn run_function(
         let mode = state.auth.dpop_mode(spec.policy.dpop());
         let authenticated = match state.auth.authenticate_request(&parts, mode).await {
             Ok(authenticated) => authenticated,
-            Err(refusal) => return deny(state, &spec.name, refusal, None, started, logs),
+            Err(refusal) => return deny(state, &spec.name, refusal, None, (started, correlation), logs),
         };
         let claims = authenticated.claims;
         if let Err(error) = spec.policy.check(&claims, &values, crate::auth::unix_now(), state.auth.clock_skew()) {
             let refusal = state.auth.refusal(error, Some(authenticated.scheme), mode);
-            return deny(state, &spec.name, refusal, Some(&claims), started, logs);
+            return deny(state, &spec.name, refusal, Some(&claims), (started, correlation), logs);
         }
         next_nonce = authenticated.nonce;
         let offer = match authenticated.scheme {
@@ -348,12 +359,17 @@ pub async fn run_function(
         Admitted::TooLarge => {
             let caller = Caller::of(&state.auth, claims.as_deref());
             let (status, reason) = (StatusCode::PAYLOAD_TOO_LARGE.as_u16(), "request body too large");
-            Decision { function: &spec.name, outcome: "denied", status, reason, caller, started }.record(logs);
+            Decision { function: &spec.name, outcome: "denied", status, reason, caller, started, correlation }
+                .record(logs);
             return too_large();
         }
     };
     let caller_claims = claims.clone();
-    let sink = logs.is_some().then(|| Arc::new(Mutex::new(Vec::new())));
+    // A sink the caller gave is drained by the caller; one made here goes into `logs`.
+    let (sink, own_sink) = match sink {
+        Some(sink) => (Some(sink), false),
+        None => (logs.is_some().then(|| Arc::new(Mutex::new(Vec::new()))), true),
+    };
     let mut request = Request::from_parts(parts, body);
     let extensions = request.extensions_mut();
     if let Some(claims) = claims {
@@ -363,6 +379,7 @@ pub async fn run_function(
         extensions.insert(refuse);
     }
     extensions.insert(values);
+    extensions.insert(correlation.clone());
     extensions.insert(Invocation { function: name.clone(), inputs, payload: None, metadata: None, logs: sink.clone() });
     let mut response = handler(request).await;
     if exceeded.is_some_and(|exceeded| exceeded.get()) {
@@ -377,9 +394,10 @@ pub async fn run_function(
         if spec.policy.is_anonymous() { ("anonymous", "no token required") } else { ("allowed", "valid token") };
     let status = response.status().as_u16();
     let caller = Caller::of(&state.auth, caller_claims.as_deref());
-    Decision { function: &spec.name, outcome, status, reason, caller, started }.record(logs.as_deref_mut());
-    if let (Some(logs), Some(sink)) = (logs, sink) {
-        logs.append(&mut sink.lock().unwrap_or_else(PoisonError::into_inner));
+    Decision { function: &spec.name, outcome, status, reason, caller, started, correlation }
+        .record(logs.as_deref_mut());
+    if let (Some(logs), Some(sink), true) = (logs, sink, own_sink) {
+        logs.extend(applog::drain(&sink).iter().map(Entry::for_host));
     }
     response
 }
@@ -395,7 +413,7 @@ fn too_large() -> Response<Body> {
 /// A response going back as plain HTTP (forwarding/proxy mode, or a direct call): output
 /// bindings cannot be delivered that way (the host only takes them from an invocation
 /// result, and calls functions that declare them in invocation mode).
-fn forwarded(spec: &FunctionSpec, mut response: Response<Body>) -> Response<Body> {
+fn forwarded(spec: &FunctionSpec, mut response: Response<Body>, correlation: &Correlation) -> Response<Body> {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of the body is never read: say the connection ends with this answer
         // (RFC 9110 §15.5.14), so the host does not send its next request on it.
@@ -406,6 +424,9 @@ fn forwarded(spec: &FunctionSpec, mut response: Response<Body>) -> Response<Body
         warn!(
             function = %spec.name,
             outputs = ?names,
+            invocation_id = correlation.invocation_id(),
+            trace_id = correlation.trace_id(),
+            parent_id = correlation.parent_id(),
             "output bindings dropped: this request did not come as an invocation (only the host delivers outputs)"
         );
     }
@@ -417,18 +438,23 @@ async fn invoke(state: &AppState, index: usize, request: Request) -> Response<Bo
     let spec = &state.layout.functions[index];
     let body_limit = usize::try_from(state.body_limit(index).min(ENVELOPE_BODY_CAP)).unwrap_or(usize::MAX);
     let limit = body_limit.saturating_add(ENVELOPE_OVERHEAD_BYTES);
-    let Ok(envelope) = axum::body::to_bytes(request.into_body(), limit).await else {
-        warn!(function = %spec.name, limit, "invocation payload too large");
+    let (host, body) = request.into_parts();
+    let Ok(envelope) = axum::body::to_bytes(body, limit).await else {
+        let correlation = Correlation::from_headers(&host.headers);
+        let (invocation_id, trace_id, parent_id) =
+            (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
+        warn!(function = %spec.name, limit, invocation_id, trace_id, parent_id, "invocation payload too large");
         let line = format!("invocation payload for {} exceeds {limit} bytes", spec.name);
         if !spec.is_http() {
             return failed(StatusCode::PAYLOAD_TOO_LARGE, line);
         }
-        return http_result(spec, too_large(), vec![line]).await;
+        return http_result(spec, too_large(), vec![line], None).await;
     };
     if spec.is_http() {
-        invoke_http(state, index, &envelope).await
+        invoke_http(state, index, &host.headers, &envelope).await
     } else {
-        invoke_trigger(state, index, &envelope).await
+        let correlation = Correlation::from_headers(&host.headers);
+        invoke_trigger_correlated(state, index, &envelope, correlation).await
     }
 }
 
@@ -439,17 +465,22 @@ fn input_names(spec: &FunctionSpec) -> Vec<&str> {
 /// An HTTP function called with an envelope. A malformed envelope is answered inside the
 /// envelope as a 400 for the caller, with the reason in `Logs`: a non-2xx answer would only
 /// make the host turn it into an empty 500.
-async fn invoke_http(state: &AppState, index: usize, envelope: &Bytes) -> Response<Body> {
+async fn invoke_http(state: &AppState, index: usize, host: &http::HeaderMap, envelope: &Bytes) -> Response<Body> {
     let spec = &state.layout.functions[index];
     let inputs = input_names(spec);
     let invocation = match envelope::http_invocation(Shape { trigger: &spec.trigger, inputs: &inputs }, envelope) {
         Ok(invocation) => invocation,
         Err(error) => {
-            warn!(function = %spec.name, error = %error, "malformed invocation payload");
+            let correlation = Correlation::from_headers(host);
+            let (invocation_id, trace_id, parent_id) =
+                (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
+            warn!(function = %spec.name, error = %error, invocation_id, trace_id, parent_id, "malformed invocation payload");
             let answer = plain(StatusCode::BAD_REQUEST, "Malformed invocation request");
-            return http_result(spec, answer, vec![error.to_string()]).await;
+            return http_result(spec, answer, vec![error.to_string()], None).await;
         }
     };
+    // The invocation id is the host's (its own request); the trace context the client's.
+    let correlation = Correlation::from_invocation(host, invocation.request.headers());
     // Route values are the host's `Params`, re-checked against the template: a value the
     // template would not have matched never reaches the handler.
     let values = match &spec.route {
@@ -459,7 +490,7 @@ async fn invoke_http(state: &AppState, index: usize, envelope: &Bytes) -> Respon
                 Some(values) => values,
                 None => {
                     let line = format!("route values for {} do not match its route template", spec.name);
-                    return http_result(spec, plain(StatusCode::NOT_FOUND, "Not Found"), vec![line]).await;
+                    return http_result(spec, plain(StatusCode::NOT_FOUND, "Not Found"), vec![line], None).await;
                 }
             }
         }
@@ -467,16 +498,39 @@ async fn invoke_http(state: &AppState, index: usize, envelope: &Bytes) -> Respon
     };
     let (parts, body) = invocation.request.into_parts();
     let mut logs = Vec::new();
-    let context = Context { values, inputs: invocation.inputs, logs: Some(&mut logs) };
+    let sink: crate::logs::LogSink = Arc::new(Mutex::new(Vec::new()));
+    let context = Context {
+        values,
+        inputs: invocation.inputs,
+        logs: Some(&mut logs),
+        correlation: Some(correlation.clone()),
+        sink: Some(sink.clone()),
+    };
     let response = run_function(state, index, parts, Body::from(body), context).await;
-    http_result(spec, response, logs).await
+    let entries = applog::drain(&sink);
+    logs.extend(entries.iter().map(Entry::for_host));
+    http_result(spec, response, logs, Some((&correlation, &entries))).await
 }
 
 /// A non-HTTP trigger (timer, queue, blob, ...): no token is asked for (the host calls
 /// these, not a client). A handler answer outside 2xx fails the invocation, as the host
 /// reads a non-2xx answer, so the platform retries (queues) or records the failure.
 pub async fn invoke_trigger(state: &AppState, index: usize, envelope: &Bytes) -> Response<Body> {
+    invoke_trigger_correlated(state, index, envelope, Correlation::default()).await
+}
+
+/// [`invoke_trigger`] for an invocation with the ids of the host's request: on its log
+/// lines, offered to the handler, and on the handler's [`Logger`](crate::extract::Logger)
+/// lines when they go to stdout/stderr (the invocation failed, so the host drops `Logs`).
+pub async fn invoke_trigger_correlated(
+    state: &AppState,
+    index: usize,
+    envelope: &Bytes,
+    correlation: Correlation,
+) -> Response<Body> {
     let spec = &state.layout.functions[index];
+    let (invocation_id, trace_id, parent_id) =
+        (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
     let Endpoint::Business { name, handler } = &state.endpoints[index] else {
         return failed(StatusCode::NOT_FOUND, format!("{} has no handler", spec.name));
     };
@@ -485,17 +539,18 @@ pub async fn invoke_trigger(state: &AppState, index: usize, envelope: &Bytes) ->
     let invocation = match envelope::trigger_invocation(Shape { trigger: &spec.trigger, inputs: &inputs }, envelope) {
         Ok(invocation) => invocation,
         Err(error) => {
-            warn!(function = %spec.name, error = %error, "malformed invocation payload");
+            warn!(function = %spec.name, error = %error, invocation_id, "malformed invocation payload");
             return failed(StatusCode::BAD_REQUEST, error.to_string());
         }
     };
-    let sink = Arc::new(Mutex::new(Vec::new()));
+    let sink: crate::logs::LogSink = Arc::new(Mutex::new(Vec::new()));
     let mut request = Request::new(Body::from(invocation.payload.clone()));
     *request.method_mut() = Method::POST;
     if let Ok(uri) = format!("/{}", spec.name).parse() {
         *request.uri_mut() = uri;
     }
     request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request.extensions_mut().insert(correlation.clone());
     request.extensions_mut().insert(Invocation {
         function: name.clone(),
         inputs: invocation.inputs,
@@ -509,23 +564,46 @@ pub async fn invoke_trigger(state: &AppState, index: usize, envelope: &Bytes) ->
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
     let duration_us = started.elapsed().as_micros() as u64;
+    let entries = applog::drain(&sink);
     if !status.is_success() {
         let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        warn!(function = %spec.name, status = status.as_u16(), detail = detail.as_str(), duration_us, "invocation failed");
+        warn!(
+            function = %spec.name,
+            status = status.as_u16(),
+            detail = detail.as_str(),
+            duration_us,
+            invocation_id,
+            trace_id,
+            parent_id,
+            "invocation failed"
+        );
+        // The host drops `Logs` of a non-2xx answer: the lines go to stdout/stderr.
+        applog::rescue(&spec.name, &correlation, &entries);
         return failed(status, format!("{} failed with status {}", spec.name, status.as_u16()));
     }
-    let logs = std::mem::take(&mut *sink.lock().unwrap_or_else(PoisonError::into_inner));
     let mut values = match output_values(spec, outputs) {
         Ok(values) => values,
         Err(problem) => {
-            warn!(function = %spec.name, problem = problem.as_str(), "invocation failed");
+            let text = problem.as_str();
+            warn!(function = %spec.name, problem = text, invocation_id, trace_id, parent_id, "invocation failed");
+            applog::rescue(&spec.name, &correlation, &entries);
             return failed(StatusCode::INTERNAL_SERVER_ERROR, problem);
         }
     };
+    let logs: Vec<String> = entries.iter().map(Entry::for_host).collect();
     if let Some(binding) = spec.output_binding("$return") {
         values.push(("$return".to_owned(), return_value(content_type.as_ref(), &body), binding.binary));
     }
-    info!(function = %spec.name, trigger = %spec.trigger_type, status = status.as_u16(), duration_us, "invocation");
+    info!(
+        function = %spec.name,
+        trigger = %spec.trigger_type,
+        status = status.as_u16(),
+        duration_us,
+        invocation_id,
+        trace_id,
+        parent_id,
+        "invocation"
+    );
     let outputs: Vec<OutputValue<'_>> =
         values.iter().map(|(name, value, verbatim)| OutputValue { name, value, verbatim: *verbatim }).collect();
     json_answer(envelope::invocation_result(None, &outputs, &logs))
@@ -565,13 +643,28 @@ fn output_values(spec: &FunctionSpec, outputs: Option<Outputs>) -> Result<Vec<(S
         .collect()
 }
 
-/// An HTTP function's response (and output values) as the invocation result.
-async fn http_result(spec: &FunctionSpec, mut response: Response<Body>, logs: Vec<String>) -> Response<Body> {
+/// An HTTP function's response (and output values) as the invocation result. `app` holds
+/// the handler's log lines, written to stdout/stderr if the invocation fails (the host
+/// would drop them with `Logs`).
+async fn http_result(
+    spec: &FunctionSpec,
+    mut response: Response<Body>,
+    logs: Vec<String>,
+    app: Option<(&Correlation, &[Entry])>,
+) -> Response<Body> {
     let outputs = response.extensions_mut().remove::<Outputs>();
     let values = match output_values(spec, outputs) {
         Ok(values) => values,
         Err(problem) => {
-            warn!(function = %spec.name, problem = problem.as_str(), "invocation failed");
+            let none = Correlation::default();
+            let correlation = app.map_or(&none, |(correlation, _)| correlation);
+            let (invocation_id, trace_id, parent_id) =
+                (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
+            let text = problem.as_str();
+            warn!(function = %spec.name, problem = text, invocation_id, trace_id, parent_id, "invocation failed");
+            if let Some((correlation, entries)) = app {
+                applog::rescue(&spec.name, correlation, entries);
+            }
             return failed(StatusCode::INTERNAL_SERVER_ERROR, problem);
         }
     };
@@ -644,12 +737,19 @@ fn deny(
     function: &str,
     refusal: Refusal,
     claims: Option<&Claims>,
-    started: Instant,
+    (started, correlation): (Instant, &Correlation),
     logs: Option<&mut Vec<String>>,
 ) -> Response<Body> {
     let error = &refusal.error;
-    let (status, reason, caller) = (error.status().as_u16(), error.reason(), Caller::of(&state.auth, claims));
-    Decision { function, outcome: "denied", status, reason, caller, started }.record(logs);
+    // A token that is no JWS at all gets the reason and the fix (the client's answer stays
+    // the fixed RFC 6750 text).
+    let reason = match error {
+        crate::error::AuthError::InvalidToken(rejection) => state.auth.diagnosis(*rejection),
+        _ => None,
+    }
+    .unwrap_or_else(|| error.reason());
+    let (status, caller) = (error.status().as_u16(), Caller::of(&state.auth, claims));
+    Decision { function, outcome: "denied", status, reason, caller, started, correlation }.record(logs);
     refusal.into_response(&state.challenges)
 }
 
@@ -658,16 +758,17 @@ struct Decision<'a> {
     function: &'a str,
     outcome: &'static str,
     status: u16,
-    reason: &'static str,
+    reason: &'a str,
     caller: Caller<'a>,
     started: Instant,
+    correlation: &'a Correlation,
 }
 
 impl Decision<'_> {
     /// Writes the decision line; with `logs` (invocation mode), also a copy for the host's
     /// `Logs`.
     fn record(&self, logs: Option<&mut Vec<String>>) {
-        let Self { function, outcome, status, reason, caller, started } = self;
+        let Self { function, outcome, status, reason, caller, started, correlation } = self;
         // `message` as a `&str` field (first, as the macros place it) skips `fmt` entirely.
         info!(
             message = "auth decision",
@@ -681,6 +782,9 @@ impl Decision<'_> {
             iss = caller.issuer,
             keys = caller.keys,
             duration_us = started.elapsed().as_micros() as u64,
+            invocation_id = correlation.invocation_id(),
+            trace_id = correlation.trace_id(),
+            parent_id = correlation.parent_id(),
         );
         if let Some(logs) = logs {
             logs.push(format!(

@@ -84,6 +84,9 @@ pub enum TokenRejection {
     Malformed,
     /// Five segments: an encrypted token (JWE).
     Encrypted,
+    /// One segment, no `.` at all: an opaque token, not a JWT (what Auth0 issues, like a
+    /// JWE, when the client asked for a token without `audience`).
+    Opaque,
     /// `cty: JWT`: a nested token.
     Nested,
     /// A `crit` header this handler does not understand.
@@ -144,6 +147,7 @@ impl TokenRejection {
             Self::Oversized => "oversized",
             Self::Malformed => "malformed",
             Self::Encrypted => "encrypted token",
+            Self::Opaque => "opaque token (not a JWT)",
             Self::Nested => "nested token",
             Self::CriticalHeader => "unsupported critical header",
             Self::AlgorithmNotAllowed => "algorithm not allowed",

@@ -9,7 +9,7 @@
 //! handlers never see the host's envelope.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
@@ -21,7 +21,6 @@ use serde::de::value::{Error as ValueError, MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::info;
 
 pub use crate::input::{Form, Json, Query};
 
@@ -46,7 +45,7 @@ pub(crate) struct Invocation {
 }
 
 /// Where [`Logger`] lines go in invocation mode.
-pub(crate) type LogSink = Arc<Mutex<Vec<String>>>;
+pub(crate) type LogSink = crate::logs::LogSink;
 
 fn invocation(parts: &Parts) -> Cow<'_, Invocation> {
     parts.extensions.get::<Invocation>().map_or_else(|| Cow::Owned(Invocation::default()), Cow::Borrowed)
@@ -476,21 +475,47 @@ impl<S: Send + Sync> FromRequestParts<S> for Metadata {
     }
 }
 
-/// Writes lines to the function's log: in invocation mode the host's `Logs` for this
-/// invocation (shown with it in Application Insights), otherwise stdout.
+/// Writes lines to the function's log at a level: in invocation mode the host's `Logs` for
+/// this invocation (shown with it in Application Insights; the host logs every entry as
+/// Information, so warnings and errors keep their level in the text, `[Warning] ...`),
+/// and if the invocation then answers non-2xx (whose `Logs` the host never reads), stdout
+/// and stderr as well; otherwise stdout (info) and stderr (warnings, errors). Lines on
+/// stdout/stderr carry the function, `invocation_id`, `trace_id` and `parent_id`.
+/// See [`crate::logs`].
 #[derive(Debug, Clone)]
 pub struct Logger {
     function: Arc<str>,
     sink: Option<LogSink>,
+    correlation: crate::correlation::Correlation,
 }
 
 impl Logger {
-    /// Logs one line.
+    /// Logs one line at Information ([`Logger::info`]).
     pub fn log(&self, line: impl Into<String>) {
-        let line = line.into();
+        self.write(crate::logs::LogLevel::Info, line.into());
+    }
+
+    /// Logs one line at Information.
+    pub fn info(&self, line: impl Into<String>) {
+        self.write(crate::logs::LogLevel::Info, line.into());
+    }
+
+    /// Logs one line at Warning.
+    pub fn warn(&self, line: impl Into<String>) {
+        self.write(crate::logs::LogLevel::Warn, line.into());
+    }
+
+    /// Logs one line at Error.
+    pub fn error(&self, line: impl Into<String>) {
+        self.write(crate::logs::LogLevel::Error, line.into());
+    }
+
+    fn write(&self, level: crate::logs::LogLevel, text: String) {
         match &self.sink {
-            Some(sink) => sink.lock().unwrap_or_else(PoisonError::into_inner).push(line),
-            None => info!(function = &*self.function, message = line.as_str()),
+            Some(sink) => {
+                sink.lock().unwrap_or_else(PoisonError::into_inner).push(crate::logs::Entry { level, text });
+            }
+            None => crate::logs::to_stdio(&self.function, &self.correlation, level, &text),
         }
     }
 }
@@ -499,8 +524,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Logger {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let correlation = parts.extensions.get::<crate::correlation::Correlation>().cloned().unwrap_or_default();
         let invocation = invocation(parts);
-        Ok(Self { function: invocation.function.clone(), sink: invocation.logs.clone() })
+        Ok(Self { function: invocation.function.clone(), sink: invocation.logs.clone(), correlation })
     }
 }
 

@@ -24,7 +24,11 @@
 //!   the built-in `api-a`.
 //! - [`extract`]: what handlers take and give: claims, route values, bindings, trigger
 //!   payloads, logs, output bindings, RFC 9457 problems.
-//! - [`telemetry`]: logging to stdout.
+//! - [`correlation`]: the host's invocation id and the caller's W3C trace context, read
+//!   once per request for every log line, and their extractors.
+//! - [`logs`]: an app's log lines with their levels, in the invocation's `Logs` or on
+//!   stdout/stderr.
+//! - [`telemetry`]: logging to stdout (app warnings and errors to stderr).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,11 +37,13 @@ pub mod app;
 pub mod auth;
 mod body;
 pub mod config;
+pub mod correlation;
 pub mod error;
 pub mod extract;
 pub mod functions;
 mod input;
 pub mod layout;
+pub mod logs;
 pub mod metadata;
 pub mod openapi;
 pub mod protocol;

@@ -1,5 +1,7 @@
 //! Logging set-up: `tracing` lines to stdout (the host turns stderr lines into Errors),
-//! no ANSI colours, verbosity from `RUST_LOG` (default `info`): a level (`warn`) and/or
+//! except an app [`Logger`](crate::extract::Logger)'s warnings and errors, which go to
+//! stderr so that the host records them as Warning or Error ([`crate::logs`]); no ANSI
+//! colours, verbosity from `RUST_LOG` (default `info`): a level (`warn`) and/or
 //! `target=level` pairs (`info,azfn_auth=debug`); an unreadable value means `info`. (Span
 //! and field filters of `EnvFilter` are not supported: its regex engine was a quarter of a
 //! megabyte of the binary.)
@@ -35,6 +37,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::logs::LOGGER_TARGET;
+
 /// Longest time a line waits in memory before it is written.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
 
@@ -45,7 +49,7 @@ pub const MAX_PENDING_BYTES: usize = 1024 * 1024;
 pub fn init() {
     let _ = tracing_subscriber::registry()
         .with(filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with(Logfmt::new(write_line))
+        .with(Logfmt::new(write_line).with_stderr(write_stderr))
         .try_init();
 }
 
@@ -78,21 +82,52 @@ fn write_line(line: &[u8]) {
     };
 }
 
+/// Writes one app warning or error line to stderr (unbuffered: one `write` per line).
+fn write_stderr(line: &[u8]) {
+    let _ = io::stderr().lock().write_all(line);
+}
+
 /// The layer that formats each event as one logfmt line (see the module documentation)
-/// and passes it to `sink`.
+/// and passes it to `sink`, or to `stderr` for app warnings and errors when one is given
+/// ([`Logfmt::with_stderr`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Logfmt<F> {
+pub struct Logfmt<F, G = F> {
     sink: F,
+    stderr: Option<G>,
 }
 
 impl<F: Fn(&[u8]) + Send + Sync + 'static> Logfmt<F> {
     /// A layer writing every line to `sink`.
     pub fn new(sink: F) -> Self {
-        Self { sink }
+        Self { sink, stderr: None }
     }
 }
 
-impl<S: Subscriber, F: Fn(&[u8]) + Send + Sync + 'static> Layer<S> for Logfmt<F> {
+impl<F, G> Logfmt<F, G> {
+    /// Sends the WARN and ERROR lines of target [`LOGGER_TARGET`] (an app's
+    /// [`Logger`](crate::extract::Logger)) to `stderr` instead.
+    pub fn with_stderr<H: Fn(&[u8]) + Send + Sync + 'static>(self, stderr: H) -> Logfmt<F, H> {
+        Logfmt { sink: self.sink, stderr: Some(stderr) }
+    }
+}
+
+impl<F: Fn(&[u8]), G: Fn(&[u8])> Logfmt<F, G> {
+    fn write(&self, event: &Event<'_>, line: &[u8]) {
+        let metadata = event.metadata();
+        match &self.stderr {
+            Some(stderr)
+                if matches!(*metadata.level(), Level::WARN | Level::ERROR) && metadata.target() == LOGGER_TARGET =>
+            {
+                stderr(line)
+            }
+            _ => (self.sink)(line),
+        }
+    }
+}
+
+impl<S: Subscriber, F: Fn(&[u8]) + Send + Sync + 'static, G: Fn(&[u8]) + Send + Sync + 'static> Layer<S>
+    for Logfmt<F, G>
+{
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         thread_local! {
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
@@ -101,7 +136,7 @@ impl<S: Subscriber, F: Fn(&[u8]) + Send + Sync + 'static> Layer<S> for Logfmt<F>
             Ok(mut line) => {
                 line.clear();
                 format_event(&mut line, event);
-                (self.sink)(line.as_bytes());
+                self.write(event, line.as_bytes());
                 if line.capacity() > 64 * 1024 {
                     *line = String::new();
                 }
@@ -111,7 +146,7 @@ impl<S: Subscriber, F: Fn(&[u8]) + Send + Sync + 'static> Layer<S> for Logfmt<F>
             Err(_) => {
                 let mut line = String::new();
                 format_event(&mut line, event);
-                (self.sink)(line.as_bytes());
+                self.write(event, line.as_bytes());
             }
         });
     }
@@ -193,7 +228,9 @@ fn write_field(line: &mut String, name: &str, value: &str) {
 /// A logfmt value: as is when it is plain printable ASCII without `"`, `=` or `\\`,
 /// otherwise quoted and escaped.
 fn write_value(line: &mut String, value: &str) {
-    let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
+    // One table lookup per byte and no early exit: every value is scanned whole anyway when
+    // it is plain, which ids and names almost always are.
+    let plain = !value.is_empty() && value.bytes().fold(true, |plain, b| plain & PLAIN[usize::from(b)]);
     if plain {
         return line.push_str(value);
     }
@@ -216,6 +253,18 @@ fn write_value(line: &mut String, value: &str) {
     line.push_str(rest);
     line.push('"');
 }
+
+/// Bytes a value may hold and stay unquoted: printable ASCII except `"`, `=` and `\\`.
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        plain[b] = c.is_ascii_graphic() && c != b'"' && c != b'=' && c != b'\\';
+        b += 1;
+    }
+    plain
+};
 
 /// Characters escaped inside a quoted value: the quote, backslash, and anything a log
 /// pipeline may take for a line break or that would not display.

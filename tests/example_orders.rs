@@ -247,6 +247,11 @@ async fn exercise_over_tcp(mode: HostMode) {
     let result = invoke(addr, "cleanup", &timer).await;
     assert_eq!(result["Logs"], json!(["cleanup: 2 orders"]), "{mode:?}");
     assert_eq!((result["Outputs"].clone(), result["ReturnValue"].clone()), (json!({}), Value::Null));
+    // Late: a warning, its level kept in the text (the host logs every entry as Information).
+    let mut late = timer.clone();
+    late["Data"]["timer"]["IsPastDue"] = json!(true);
+    let result = invoke(addr, "cleanup", &late).await;
+    assert_eq!(result["Logs"], json!(["[Warning] cleanup: running late", "cleanup: 2 orders"]), "{mode:?}");
 }
 
 /// In process with `azfn_auth::testing`: the same calls and answers.

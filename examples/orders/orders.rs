@@ -126,7 +126,7 @@ async fn files(Path(path): Path<Option<String>>) -> ([(header::HeaderName, &'sta
 async fn cleanup(State(shared): State<Shared>, Trigger(timer): Trigger<TimerInfo>, log: Logger) {
     let held = store(&shared).orders.len();
     if timer.is_past_due {
-        log.log("cleanup: running late");
+        log.warn("cleanup: running late");
     }
     log.log(format!("cleanup: {held} orders"));
 }

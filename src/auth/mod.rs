@@ -58,6 +58,8 @@ pub struct Authenticator {
     cache: TokenCache,
     dpop: dpop::DpopVerifier,
     client_cert_header: Option<http::HeaderName>,
+    /// Decision-log reasons for an encrypted and an opaque token, naming the fix.
+    diagnoses: [String; 2],
 }
 
 impl Authenticator {
@@ -104,7 +106,19 @@ impl Authenticator {
             cache: TokenCache::new(config.token_cache_ttl, config.token_cache_entries),
             dpop: dpop::DpopVerifier::new(&config.dpop, config.clock_skew),
             client_cert_header: config.client_cert_header.clone(),
+            diagnoses: diagnoses(config),
         })
+    }
+
+    /// The decision-log reason for a token that is no JWS at all, saying what it is and what
+    /// to do (the log's, never the client's: their answer stays the fixed RFC 6750 text);
+    /// `None` for other rejections.
+    pub fn diagnosis(&self, rejection: TokenRejection) -> Option<&str> {
+        match rejection {
+            TokenRejection::Encrypted => Some(&self.diagnoses[0]),
+            TokenRejection::Opaque => Some(&self.diagnoses[1]),
+            _ => None,
+        }
     }
 
     /// Starts one background refresher per issuer (first fetch at once). Needs a Tokio runtime.
@@ -238,4 +252,24 @@ impl Authenticator {
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The reasons [`Authenticator::diagnosis`] gives: an encrypted (five-part JWE) or opaque
+/// token is what Auth0 issues when the client's token request names no `audience` (or one
+/// that is not an API), so the fix is to ask for one of the configured audiences.
+fn diagnoses(config: &AuthConfig) -> [String; 2] {
+    let mut audiences: Vec<&str> = Vec::new();
+    let configured = config.issuers.iter().flat_map(|i| i.audiences.as_deref().unwrap_or(&config.audiences));
+    for audience in configured.chain(&config.audiences) {
+        if !audiences.contains(&audience.as_str()) {
+            audiences.push(audience);
+        }
+    }
+    let fix = match audiences.as_slice() {
+        [] => "request the token with the API's audience".to_owned(),
+        [one] => format!("request the token with audience={one}"),
+        many => format!("request the token with audience={}", many.join(" or audience=")),
+    };
+    let why = "what Auth0 issues when the token request names no API audience";
+    [format!("encrypted token (five-part JWE, {why}): {fix}"), format!("opaque token, not a JWT ({why}): {fix}")]
 }

@@ -41,7 +41,11 @@ pub fn parse<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Unverified<'a>
     let (Some(header_b64), Some(payload_b64), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(if token.split('.').count() == 5 { R::Encrypted } else { R::Malformed });
+        return Err(match token.split('.').count() {
+            5 => R::Encrypted,
+            1 => R::Opaque,
+            _ => R::Malformed,
+        });
     };
     if header_b64.len() > MAX_HEADER_BYTES || signature.is_empty() {
         return Err(R::Malformed);
