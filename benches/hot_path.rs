@@ -199,7 +199,7 @@ fn correlation(c: &mut Criterion) {
 }
 
 // Not inlined, so that callgrind can count one call (`--toggle-collect='*correlate*'`, see
-// the README's performance section).
+// docs/performance.md).
 #[inline(never)]
 fn correlate(headers: &HeaderMap) -> azfn_auth::correlation::Correlation {
     azfn_auth::correlation::Correlation::from_headers(headers)

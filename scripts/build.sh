@@ -58,7 +58,7 @@ HOST_EXE="$(sed -n 's/.*"defaultExecutablePath"[[:space:]]*:[[:space:]]*"\([^"]*
 if [[ "$EXE" == handler.exe ]]; then
   # The repository's host.json stays Linux; the Windows package gets its own copy.
   echo "    NOTE: a Windows function app's host.json must name handler.exe: scripts/publish.sh <app> --windows"
-  echo "          publishes a staged copy that does (README: Windows function apps)"
+  echo "          publishes a staged copy that does (docs/deploy.md: Windows function apps)"
 elif [[ -n "$HOST_EXE" && "$HOST_EXE" != "$EXE" ]]; then
   echo "    WARNING: host.json has defaultExecutablePath \"$HOST_EXE\", but this build produced \"$EXE\"" >&2
 fi
