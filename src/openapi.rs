@@ -145,8 +145,8 @@ fn paths_of(layout: &AppLayout, function: &FunctionSpec) -> Vec<(String, Vec<Par
     let Some(route) = &function.route else { return Vec::new() };
     let prefix = if layout.route_prefix.is_empty() { String::new() } else { format!("/{}", layout.route_prefix) };
     let mut segments: Vec<(String, Vec<Parameter>)> = Vec::new();
-    for segment in route.text().trim_matches('/').split('/').filter(|s| !s.is_empty()) {
-        let (text, parameters) = segment_of(segment.trim_start_matches('~'));
+    for segment in route.segment_texts() {
+        let (text, parameters) = segment_of(segment);
         segments.push((text, parameters));
     }
     let mut paths = Vec::new();
