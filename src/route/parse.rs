@@ -439,3 +439,114 @@ fn parse_constraints(text: &[char], mut current: isize, end: isize) -> (isize, V
     }
     (current, constraints)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of aspnetcore `src/Http/Routing/test/UnitTests/Patterns/InlineRouteParameterParserTest.cs`:
+    /// the inside of a parameter as name, default, optional and constraint texts.
+    #[test]
+    fn parameter_texts_split_as_route_parameter_parser_does() {
+        type Row<'a> = (&'a str, &'a str, Option<&'a str>, bool, &'a [&'a str]);
+        let rows: &[Row<'_>] = &[
+            ("=", "=", None, false, &[]),
+            (":", ":", None, false, &[]),
+            ("param=", "param", Some(""), false, &[]),
+            ("param:", "param", None, false, &[]),
+            ("param:=", "param", Some(""), false, &[]),
+            ("param=:", "param", Some(":"), false, &[]),
+            ("param:int=111111", "param", Some("111111"), false, &["int"]),
+            (r"param:test(\d+)=111111", "param", Some("111111"), false, &[r"test(\d+)"]),
+            ("param:int?", "param", None, true, &["int"]),
+            ("param:int=12?", "param", Some("12"), true, &["int"]),
+            ("param:int=12??", "param", Some("12?"), true, &["int"]),
+            (r"param:test(\d+)?", "param", None, true, &[r"test(\d+)"]),
+            (r"param:test(\d+)=abc?", "param", Some("abc"), true, &[r"test(\d+)"]),
+            ("param:test(d+):test(w+)", "param", None, false, &["test(d+)", "test(w+)"]),
+            ("param::test(d+)::test(w+)", "param", None, false, &["test(d+)", "test(w+)"]),
+            (r"param:test(\d+):test(\w:+)", "param", None, false, &[r"test(\d+)", r"test(\w:+)"]),
+            (r"param:test(\d+):test(\w+)=qwer", "param", Some("qwer"), false, &[r"test(\d+)", r"test(\w+)"]),
+            (r"param:test(\d+)::test(\w+)==qwer", "param", Some("=qwer"), false, &[r"test(\d+)", r"test(\w+)"]),
+            ("comparison-operator:length(6)==", "comparison-operator", Some("="), false, &["length(6)"]),
+            ("comparison-operator:length(6)=+=", "comparison-operator", Some("+="), false, &["length(6)"]),
+            (
+                "comparison-operator:length(6)=>= || <= || ==",
+                "comparison-operator",
+                Some(">= || <= || =="),
+                false,
+                &["length(6)"],
+            ),
+            ("world", "world", None, false, &[]),
+            ("param=world", "param", Some("world"), false, &[]),
+            (r"param:test(\})", "param", None, false, &[r"test(\})"]),
+            (r"param:test(\})=wer", "param", Some("wer"), false, &[r"test(\})"]),
+            (r"param:test(\))", "param", None, false, &[r"test(\))"]),
+            (r"param:test(\))=fsd", "param", Some("fsd"), false, &[r"test(\))"]),
+            ("param:test(:)", "param", None, false, &["test(:)"]),
+            ("param:test(:)=mnf", "param", Some("mnf"), false, &["test(:)"]),
+            ("param:test(a:b:c)", "param", None, false, &["test(a:b:c)"]),
+            (":param:test=12", ":param", Some("12"), false, &["test"]),
+            (":param::test=12", ":param", Some("12"), false, &["test"]),
+            (":param:test:", ":param", None, false, &["test"]),
+            (r"param:test(\w,\w)", "param", None, false, &[r"test(\w,\w)"]),
+            (r"par,am:test(\w)", "par,am", None, false, &[r"test(\w)"]),
+            (r"param:test(\w,\w)=jsd", "param", Some("jsd"), false, &[r"test(\w,\w)"]),
+            ("param:int=?", "param", Some(""), true, &["int"]),
+            ("param:test(=)", "param", None, false, &["test(=)"]),
+            ("param=test=bar", "param", Some("test=bar"), false, &[]),
+            ("param:test(a==b)", "param", None, false, &["test(a==b)"]),
+            ("param:test(a==b)=dvds", "param", Some("dvds"), false, &["test(a==b)"]),
+            ("par==am:test=dvds", "par", Some("=am:test=dvds"), false, &[]),
+            ("param:test==dvds", "param", Some("=dvds"), false, &["test"]),
+            ("par=am:test(asd)", "par", Some("am:test(asd)"), false, &[]),
+            ("par=test(am):est=asd", "par", Some("test(am):est=asd"), false, &[]),
+            ("param:test(=)=sds", "param", Some("sds"), false, &["test(=)"]),
+            (r"param:test(\{)", "param", None, false, &[r"test(\{)"]),
+            (r"par{am:test(\sd)", "par{am", None, false, &[r"test(\sd)"]),
+            (r"param:test(\{)=xvc", "param", Some("xvc"), false, &[r"test(\{)"]),
+            (r"par(am:test(\()", "par(am", None, false, &[r"test(\()"]),
+            (r"param:test(\()", "param", None, false, &[r"test(\()"]),
+            ("param:test(#$%", "param", None, false, &["test(#$%"]),
+            ("param:test(#:test1", "param", None, false, &["test(#", "test1"]),
+            (
+                "param:test(abc:somevalue):name(test1:differentname=default-value",
+                "param",
+                Some("default-value"),
+                false,
+                &["test(abc:somevalue)", "name(test1", "differentname"],
+            ),
+            ("param:test(constraintvalue=test1", "param", Some("test1"), false, &["test(constraintvalue"]),
+            (r"param:test(\()=djk", "param", Some("djk"), false, &[r"test(\()"]),
+            (r"param:test(\?)", "param", None, false, &[r"test(\?)"]),
+            (r"param:test(\?)?", "param", None, true, &[r"test(\?)"]),
+            (r"param:test(\?)=sdf", "param", Some("sdf"), false, &[r"test(\?)"]),
+            (r"param:test(\?)=sdf?", "param", Some("sdf"), true, &[r"test(\?)"]),
+            (r"par?am:test(\?)", "par?am", None, false, &[r"test(\?)"]),
+            ("param:test(#):$)", "param", None, false, &["test(#)", "$)"]),
+            ("param:test(#:)$)", "param", None, false, &["test(#:)$)"]),
+            (r"foo:regex(\\(\\(\\(\\()", "foo", None, false, &[r"regex(\\(\\(\\(\\()"]),
+            (r"p1:regex(^\d{{3}}-\d{{3}}-\d{{4}}$)", "p1", None, false, &[r"regex(^\d{{3}}-\d{{3}}-\d{{4}}$)"]),
+            (
+                r"p1:regex(^\d{{3}}-\d{{3}}-\d{{4}}$)=123-456-7890",
+                "p1",
+                Some("123-456-7890"),
+                false,
+                &[r"regex(^\d{{3}}-\d{{3}}-\d{{4}}$)"],
+            ),
+        ];
+        for (text, name, default, optional, constraints) in rows {
+            let p = parse_parameter_text(text);
+            assert_eq!(
+                (
+                    p.name.as_str(),
+                    p.default.as_deref(),
+                    p.optional,
+                    p.constraints.iter().map(String::as_str).collect::<Vec<_>>()
+                ),
+                (*name, *default, *optional, constraints.to_vec()),
+                "{text:?}"
+            );
+        }
+    }
+}
