@@ -762,3 +762,26 @@ fn complex_routes_pick_the_function_and_refusals_name_the_file() {
     assert!(err.contains("c-bad") && err.contains("function.json") && err.contains("side by side"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn under_a_route_prefix_the_route_is_not_trimmed_as_a_template_start() {
+    // `WebJobsRouteBuilder.BuildRouteTemplate`: `prefix + '/' + route`, parsed as one
+    // template (azure-webjobs-sdk-extensions src/WebJobs.Extensions.Http/Routing).
+    let root = std::env::temp_dir().join(format!("azfn-routing-prefix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    write(&root, "tilde", http("~/x", "anonymous"), None);
+    let layout = AppLayout::load(&root).unwrap();
+    let found = |layout: &AppLayout, path: &str| {
+        matches!(layout.route_target(&http::Method::GET, path), azfn_auth::layout::RouteMatch::Found { .. })
+    };
+    assert!(found(&layout, "/api/~/x") && !found(&layout, "/api/x"), "`api/~/x`: a literal '~' segment");
+    write(&root, "slash", http("/orders", "anonymous"), None);
+    let err = AppLayout::load(&root).unwrap_err().to_string();
+    assert!(err.contains("slash") && err.contains("cannot start with '/'"), "`api//orders`: {err}");
+    // Without a prefix the route is the whole template: "~/" and one "/" are dropped.
+    std::fs::write(root.join("host.json"), r#"{"extensions": {"http": {"routePrefix": ""}}}"#).unwrap();
+    let layout = AppLayout::load(&root).unwrap();
+    assert!(found(&layout, "/x") && found(&layout, "/orders"));
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -185,6 +185,22 @@ impl RouteTemplate {
         Ok(Self { text, segments, parameters })
     }
 
+    /// A function's route as the host maps it under a non-empty route prefix: the template is
+    /// `{prefix}/{route}` (`WebJobsRouteBuilder`), so the route's start is not trimmed (`~/x`
+    /// begins with a literal `~` segment, `/x` with an empty segment, which is refused). The
+    /// result matches the path after the prefix.
+    pub fn parse_after_prefix(route: &str) -> Result<Self, TemplateError> {
+        if route.starts_with('/') {
+            return Err(TemplateError(
+                "under a route prefix the host maps \"{prefix}//...\": a route cannot start with '/'".into(),
+            ));
+        }
+        let (mut segments, parameters) = parse::parse(&format!("prefix/{route}"))?;
+        segments.remove(0);
+        let text = route.strip_suffix('/').unwrap_or(route).to_owned();
+        Ok(Self { text, segments, parameters })
+    }
+
     /// The host's template for a function: `{prefix}/{route}`, or just the route when the
     /// prefix is empty.
     pub fn join(prefix: &str, route: &str) -> Result<Self, TemplateError> {
