@@ -388,6 +388,12 @@ fn complex_segments_search_literals_right_to_left_and_keep_the_last_parameter_sh
             ("img/{w:int}x{h:int}.png", "/img/640xabc.png", None),
             ("files/{name}.{ext:alpha?}", "/files/a.b1", None),
             ("files/{name}.{ext:alpha?}", "/files/a", s(&[("name", s("a")), ("ext", None)])),
+            // `.{ext?}` without its value: the second attempt has no part left and fails.
+            ("moo/.{p2?}", "/moo/x", None),
+            ("moo/.{p2?}", "/moo/x.", None),
+            // .NET throws here (`Slice(0, -1)` once the literal `y` took the segment's start):
+            // the host answers 500, the handler finds no match.
+            ("x{a}y{b}", "/yb", None),
         ],
     );
 }
@@ -784,4 +790,56 @@ fn under_a_route_prefix_the_route_is_not_trimmed_as_a_template_start() {
     let layout = AppLayout::load(&root).unwrap();
     assert!(found(&layout, "/x") && found(&layout, "/orders"));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Templates and paths drawn from the pieces the tables use (fixed seed): parsing either
+/// succeeds or gives a reason, matching never panics, and a match has a value slot for
+/// every parameter.
+#[test]
+fn any_template_against_any_path_answers_without_panicking() {
+    const TEMPLATE_PIECES: &[&str] = &[
+        "a",
+        "b",
+        ".",
+        "-",
+        "/",
+        "{p}",
+        "{q?}",
+        "{r=d}",
+        "{*s}",
+        "{t:int}",
+        "{u:alpha?}",
+        "{v:file}",
+        "~",
+        "{{",
+        "}}",
+        "{",
+        "}",
+        "?",
+        "é",
+        "{w:regex(^a/b$)}",
+        "{x:length(1,2)}",
+    ];
+    const PATH_PIECES: &[&str] = &["/", "a", "b", ".", "-", "1", "%2F", "%20", "%C3%A9", "É", "//", "x.y", "%FF"];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut parsed, mut matched) = (0, 0);
+    for _ in 0..4000 {
+        let template: String = (0..1 + next(6)).map(|_| TEMPLATE_PIECES[next(TEMPLATE_PIECES.len())]).collect();
+        let Ok(t) = RouteTemplate::parse(&template) else { continue };
+        parsed += 1;
+        for _ in 0..8 {
+            let path: String = (0..next(7)).map(|_| PATH_PIECES[next(PATH_PIECES.len())]).collect();
+            if let Some(values) = t.matches(&format!("/{path}")) {
+                matched += 1;
+                assert_eq!(values.len(), t.parameter_names().count(), "{template:?} against {path:?}");
+            }
+        }
+    }
+    assert!(parsed > 500 && matched > 100, "the draw exercises both: {parsed} parsed, {matched} matched");
 }

@@ -433,7 +433,7 @@ fn match_complex(
     segment: &str,
     mut slots: Option<&mut Vec<Option<String>>>,
 ) -> bool {
-    let last = parts.len() - 1;
+    let last = parts.len() as isize - 1;
     if !optional_last {
         return match_complex_core(parts, segment, last, slots);
     }
@@ -451,6 +451,8 @@ fn match_complex(
     if segment.ends_with('.') {
         return false;
     }
+    // Without the optional parameter and its period; in `.{ext?}` nothing is left, and an
+    // empty walk fails on the literal first part, as in .NET.
     match_complex_core(parts, segment, last - 2, slots)
 }
 
@@ -460,13 +462,13 @@ fn match_complex(
 fn match_complex_core(
     parts: &[Part],
     segment: &str,
-    last_used: usize,
+    last_used: isize,
     mut slots: Option<&mut Vec<Option<String>>>,
 ) -> bool {
     let mut last_index = segment.len();
     let mut pending: Option<&Parameter> = None;
     let mut last_literal: Option<&str> = None;
-    let mut index = last_used as isize;
+    let mut index = last_used;
     while index >= 0 {
         let part = &parts[index as usize];
         let mut new_last_index = last_index;
