@@ -114,12 +114,27 @@ impl RouteValues {
     }
 }
 
-/// .NET's simple upper-case mapping as `OrdinalIgnoreCase` applies it: one character to one,
-/// and never a non-ASCII character onto an ASCII one (`ı`, `ſ` and the Kelvin sign stay
-/// themselves).
+/// .NET's upper-case mapping as `OrdinalIgnoreCase` applies it (`OrdinalCasing`): the simple
+/// one-to-one mapping, never a non-ASCII character onto an ASCII one (`ı` and `ſ` stay
+/// themselves), and beyond the BMP only the six scripts .NET maps (Deseret, Osage, Old
+/// Hungarian, Warang Citi, Medefaidrin, Adlam).
 fn fold(c: char) -> char {
     if c.is_ascii() {
         return c.to_ascii_uppercase();
+    }
+    if u32::from(c) > 0xFFFF
+        && ![
+            0x10428..=0x1044F,
+            0x104D8..=0x104FB,
+            0x10CC0..=0x10CF2,
+            0x118C0..=0x118DF,
+            0x16E60..=0x16E7F,
+            0x1E922..=0x1E943,
+        ]
+        .iter()
+        .any(|lower| lower.contains(&u32::from(c)))
+    {
+        return c;
     }
     let mut upper = c.to_uppercase();
     match (upper.next(), upper.next()) {
@@ -699,6 +714,9 @@ mod tests {
         assert!(ordinal_eq("ΣΟΦΊΑ", "σοφία"));
         assert!(!ordinal_eq("ı", "I"), "dotless i is not I");
         assert!(!ordinal_eq("\u{212A}", "k"), "the Kelvin sign is not k");
+        assert!(ordinal_eq("\u{10428}", "\u{10400}"), "Deseret is mapped");
+        assert!(!ordinal_eq("\u{10597}", "\u{10570}"), "Vithkuqi is not, in .NET 8");
+        assert!(ordinal_eq("µ", "Μ"), "micro sign to capital mu, as OrdinalCasing's Latin-1 table");
         assert_eq!(ordinal_rfind("a.B.c", 5, "b."), Some(2));
         assert_eq!(ordinal_rfind("éé", 4, "É"), Some(2));
         assert_eq!(ordinal_rfind("éé", 2, "É"), Some(0));
