@@ -317,8 +317,9 @@ fn clock(text: &str) -> bool {
     let minute = parts.next().and_then(|m| digits(m, 2, 2, 0..=59));
     let second = parts.next();
     let second_ok = second.is_none_or(|s| digits(s, 2, 2, 0..=59).is_some());
-    let fraction_ok = fraction
-        .is_none_or(|f| second.is_some() && (1..=7).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()));
+    let fraction_ok = fraction.is_none_or(|f| {
+        !twelve && second.is_some() && (1..=7).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit())
+    });
     hour.is_some() && minute.is_some() && second_ok && parts.next().is_none() && fraction_ok
 }
 
@@ -329,8 +330,12 @@ fn iso_clock(text: &str) -> bool {
     let text = match text.rfind(['+', '-']) {
         Some(i) => {
             let offset = &text[i + 1..];
+            // At most 14 hours either way, as `TimeZoneInfo` offsets.
             let ok = match offset.split_once(':') {
-                Some((h, m)) => digits(h, 2, 2, 0..=14).is_some() && digits(m, 2, 2, 0..=59).is_some(),
+                Some((h, m)) => match (digits(h, 2, 2, 0..=14), digits(m, 2, 2, 0..=59)) {
+                    (Some(h), Some(m)) => h < 14 || m == 0,
+                    _ => false,
+                },
                 None => digits(offset, 2, 2, 0..=14).is_some(),
             };
             if !ok {
@@ -350,11 +355,13 @@ fn iso_clock(text: &str) -> bool {
 ///   then `Z` or an offset `±hh[:mm]`);
 /// - `M/d/yyyy`, `MMM d yyyy`, `MMMM d yyyy`, `MMMM d, yyyy`, `d MMMM yyyy` (month names and
 ///   abbreviations in English, any case), each optionally followed by a space and a time;
-/// - a time alone: `H:mm`, `H:mm:ss`, `H:mm:ss.f`, or 12-hour with ` AM` / ` PM`.
+/// - a time alone: `H:mm`, `H:mm:ss`, `H:mm:ss.f`, or 12-hour with ` AM` / ` PM` (no
+///   fraction then).
 ///
 /// Refused although .NET may accept them: two-digit years, day names, other separators,
-/// times without minutes, lower-case `am`/`pm`/`t`/`z`, and the many lenient spellings of
-/// the .NET lexer.
+/// times without minutes, lower-case `am`/`pm`/`t`/`z`, offsets past 14 hours, values with
+/// `Z` or an offset in the years 1 and 9999, and the many lenient spellings of the .NET
+/// lexer.
 fn datetime(value: &str) -> bool {
     let value = value.trim();
     if clock(value) {
@@ -373,7 +380,10 @@ fn datetime(value: &str) -> bool {
             Some(' ') => iso_clock(&rest[1..]) || clock(&rest[1..]),
             Some(_) => false,
         };
-        return valid_date(y, m, d) && time_ok;
+        // With `Z` or an offset the value is converted to local time, which can leave the
+        // range of `DateTime` on its first and last days: those years are refused then.
+        let zoned = rest.ends_with('Z') || rest.get(1..).is_some_and(|t| t.contains(['+', '-']));
+        return valid_date(y, m, d) && time_ok && !(zoned && (y == 1 || y == 9999));
     }
     // `M/d/yyyy [time]`.
     let (date, time) = match value.split_once(' ') {
@@ -401,4 +411,51 @@ fn datetime(value: &str) -> bool {
         return false;
     };
     valid_date(year, month, day) && words.get(3).is_none_or(|t| clock(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The subset's edges: what is accepted is accepted by `DateTime.TryParse` too; the
+    /// refusals are forms it may accept, refused here to stay on the safe side.
+    #[test]
+    fn datetime_subset_edges() {
+        for (value, expected) in [
+            ("5 April 2009", true),
+            ("April 5, 2009", true),
+            ("apr 5 2009", true),
+            ("2024-10-24 5:00 PM", true),
+            ("2024-10-24T17:58:31.1234567+14:00", true),
+            ("2024-10-24T17:58+02", true),
+            ("0:30", true),
+            ("11:45:00.5 PM", false),
+            ("13:00 PM", false),
+            ("2024-10-24T17:58:31+14:30", false),
+            ("0001-01-01T00:00:00Z", false),
+            ("9999-12-31T23:59:59-01:00", false),
+            ("0001-01-01", true),
+            ("Sunday, April 5, 2009", false),
+            ("12/25/09", false),
+            ("2024-10-24t17:58", false),
+        ] {
+            assert_eq!(datetime(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_the_invariant_number_grammar() {
+        for (value, kind, expected) in [
+            ("1,000.5e3", NumberKind::Double, true),
+            (",5", NumberKind::Double, false),
+            ("1e", NumberKind::Double, false),
+            ("+NaN", NumberKind::Double, true),
+            ("-5-", NumberKind::Decimal, false),
+            ("\u{b}5\u{b}", NumberKind::Decimal, true),
+            ("79228162514264337593543950335.1", NumberKind::Decimal, false),
+            ("0079228162514264337593543950335", NumberKind::Decimal, true),
+        ] {
+            assert_eq!(number(value, kind), expected, "{value:?}");
+        }
+    }
 }
