@@ -41,7 +41,7 @@ impl PartialEq for RouteTemplate {
 /// `IsSimple` ones) are matched without looking inside the request segment.
 #[derive(Debug, Clone)]
 enum Segment {
-    Literal(String),
+    Literal(Literal),
     Parameter(Parameter),
     /// Several parts, never two parameters side by side; `optional_last`: the last part is
     /// an optional parameter after a `.` (a `RoutePatternSeparatorPart` in .NET).
@@ -55,13 +55,27 @@ impl Segment {
     fn new(mut parts: Vec<Part>) -> Self {
         if parts.len() == 1 {
             match parts.pop() {
-                Some(Part::Literal(text)) => return Self::Literal(text),
+                Some(Part::Literal(text)) => return Self::Literal(Literal { ascii: text.is_ascii(), text }),
                 Some(Part::Parameter(p)) => return Self::Parameter(p),
                 None => {}
             }
         }
         let optional_last = matches!(parts.last(), Some(Part::Parameter(p)) if p.optional);
         Self::Complex { parts, optional_last }
+    }
+}
+
+/// A literal segment; `ascii`: then a request segment can only equal it ignoring ASCII case
+/// (.NET's mapping never takes a non-ASCII character onto an ASCII one), the fast path.
+#[derive(Debug, Clone)]
+struct Literal {
+    text: String,
+    ascii: bool,
+}
+
+impl Literal {
+    fn matches(&self, segment: &str) -> bool {
+        if self.ascii { segment.eq_ignore_ascii_case(&self.text) } else { ordinal_eq(segment, &self.text) }
     }
 }
 
@@ -268,15 +282,15 @@ impl RouteTemplate {
 
     fn parameters(&self) -> impl Iterator<Item = &Parameter> {
         self.segments.iter().flat_map(|s| {
-            let parts: Box<dyn Iterator<Item = &Parameter>> = match s {
-                Segment::Literal(_) => Box::new(std::iter::empty()),
-                Segment::Parameter(p) => Box::new(std::iter::once(p)),
-                Segment::Complex { parts, .. } => Box::new(parts.iter().filter_map(|part| match part {
-                    Part::Parameter(p) => Some(p),
-                    Part::Literal(_) => None,
-                })),
+            let (single, parts): (Option<&Parameter>, &[Part]) = match s {
+                Segment::Literal(_) => (None, &[]),
+                Segment::Parameter(p) => (Some(p), &[]),
+                Segment::Complex { parts, .. } => (None, parts),
             };
-            parts
+            single.into_iter().chain(parts.iter().filter_map(|part| match part {
+                Part::Parameter(p) => Some(p),
+                Part::Literal(_) => None,
+            }))
         })
     }
 
@@ -290,7 +304,8 @@ impl RouteTemplate {
         if self.parameters == 0 {
             return Some(RouteValues::default());
         }
-        let mut slots: Vec<Option<String>> = vec![None; self.parameters];
+        // Every parameter's slot, in template order; filled by position.
+        let mut slots: Vec<(String, Option<String>)> = self.parameters().map(|p| (p.name.clone(), None)).collect();
         let mut segments = self.segments.iter();
         let mut tokens = Tokens::new(path);
         for segment in segments.by_ref() {
@@ -298,17 +313,17 @@ impl RouteTemplate {
                 // Past the path: what remains are optional, defaulted or catch-all
                 // parameters (checked by `shape_matches`).
                 if let Segment::Parameter(p) = segment {
-                    slots[p.index] = p.default.clone();
+                    slots[p.index].1 = p.default.clone();
                 }
                 continue;
             };
             match segment {
                 Segment::Parameter(p) if p.catch_all => {
                     // A catch-all keeps the rest of the path exactly, trailing slashes too.
-                    slots[p.index] = Some(decode(&path[offset..]).into_owned());
+                    slots[p.index].1 = Some(decode(&path[offset..]).into_owned());
                     break;
                 }
-                Segment::Parameter(p) => slots[p.index] = Some(decode(token).into_owned()),
+                Segment::Parameter(p) => slots[p.index].1 = Some(decode(token).into_owned()),
                 Segment::Literal(_) => {}
                 Segment::Complex { parts, optional_last } => {
                     if !match_complex(parts, *optional_last, &decode(token), Some(&mut slots)) {
@@ -317,15 +332,10 @@ impl RouteTemplate {
                 }
             }
         }
-        let mut values = Vec::with_capacity(self.parameters);
-        for p in self.parameters() {
-            let value = slots[p.index].take();
-            if !p.accepts(value.as_deref()) {
-                return None;
-            }
-            values.push((p.name.clone(), value));
+        if !self.parameters().all(|p| p.accepts(slots[p.index].1.as_deref())) {
+            return None;
         }
-        Some(RouteValues(values))
+        Some(RouteValues(slots))
     }
 
     /// The first pass of `RoutePatternMatcher.TryMatch`, allocation-free: every path segment
@@ -343,7 +353,7 @@ impl RouteTemplate {
                 Some(Segment::Parameter(p)) if p.catch_all => return true,
                 Some(Segment::Parameter(_)) => {}
                 Some(Segment::Literal(literal)) => {
-                    if !ordinal_eq(&decode(token), literal) {
+                    if !literal.matches(&decode(token)) {
                         return false;
                     }
                 }
@@ -426,7 +436,8 @@ impl<'p> Iterator for Tokens<'p> {
         if start >= self.path.len() {
             return None;
         }
-        match self.path[start..].find('/') {
+        // A byte scan: segments are short, shorter than a searcher takes to set up.
+        match self.path.as_bytes()[start..].iter().position(|&b| b == b'/') {
             Some(i) => {
                 self.next = start + i + 1;
                 Some((&self.path[start..start + i], start))
@@ -446,7 +457,7 @@ fn match_complex(
     parts: &[Part],
     optional_last: bool,
     segment: &str,
-    mut slots: Option<&mut Vec<Option<String>>>,
+    mut slots: Option<&mut Vec<(String, Option<String>)>>,
 ) -> bool {
     let last = parts.len() as isize - 1;
     if !optional_last {
@@ -459,7 +470,7 @@ fn match_complex(
         // Values of the failed attempt are not kept.
         for part in parts {
             if let Part::Parameter(p) = part {
-                slots[p.index] = None;
+                slots[p.index].1 = None;
             }
         }
     }
@@ -478,7 +489,7 @@ fn match_complex_core(
     parts: &[Part],
     segment: &str,
     last_used: isize,
-    mut slots: Option<&mut Vec<Option<String>>>,
+    mut slots: Option<&mut Vec<(String, Option<String>)>>,
 ) -> bool {
     let mut last_index = segment.len();
     let mut pending: Option<&Parameter> = None;
@@ -527,7 +538,7 @@ fn match_complex_core(
             }
             // Written at once: a failed attempt's values are cleared by the caller.
             if let Some(slots) = slots.as_deref_mut() {
-                slots[p.index] = Some(segment[value_start..value_end].to_owned());
+                slots[p.index].1 = Some(segment[value_start..value_end].to_owned());
             }
             pending = None;
             last_literal = None;
@@ -546,7 +557,7 @@ fn match_complex_core(
 /// Percent-decodes a path piece as Kestrel does: everything but `%2F`, which stays encoded
 /// (so it never becomes a segment separator). Invalid UTF-8 keeps the raw text.
 fn decode(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('%') {
+    if !raw.as_bytes().contains(&b'%') {
         return Cow::Borrowed(raw);
     }
     let bytes = raw.as_bytes();
