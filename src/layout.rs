@@ -173,7 +173,7 @@ impl AppLayout {
             let name = entry.file_name().to_string_lossy().into_owned();
             let bytes = std::fs::read(&file).map_err(|e| bad(&file, e.to_string()))?;
             let doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&file, format!("not valid JSON: {e}")))?;
-            let mut function = Self::read_function(&file, name, &doc)?;
+            let mut function = Self::read_function(&file, name, &doc, &route_prefix)?;
             let policy_file = entry.path().join("auth.json");
             match std::fs::read(&policy_file) {
                 Ok(bytes) => {
@@ -207,7 +207,8 @@ impl AppLayout {
         Ok((prefix, mode))
     }
 
-    fn read_function(file: &Path, name: String, doc: &Value) -> Result<FunctionSpec, LayoutError> {
+    /// `prefix`: the route prefix, under which the host maps `{prefix}/{route}`.
+    fn read_function(file: &Path, name: String, doc: &Value, prefix: &str) -> Result<FunctionSpec, LayoutError> {
         let bindings =
             member(doc, "bindings").and_then(Value::as_array).ok_or_else(|| bad(file, "bindings must be an array"))?;
         let text = |b: &'_ Value, field: &str| member(b, field).and_then(Value::as_str).map(str::to_owned);
@@ -274,7 +275,9 @@ impl AppLayout {
                         "bindings[httpTrigger].route: routes starting with \"admin\" or \"runtime\" are reserved by the Functions host",
                     ));
                 }
-                RouteTemplate::parse(r)
+                // The host maps `{prefix}/{route}` (`WebJobsRouteBuilder`): under a prefix,
+                // a leading `~` or `/` of the route is not trimmed.
+                if prefix.is_empty() { RouteTemplate::parse(r) } else { RouteTemplate::parse_after_prefix(r) }
             }
             Some(_) => return Err(bad(file, "bindings[httpTrigger].route must be a string")),
         }
@@ -419,7 +422,7 @@ mod tests {
     }
 
     fn named(name: &str, doc: Value) -> Result<FunctionSpec, LayoutError> {
-        AppLayout::read_function(Path::new("x/function.json"), name.into(), &doc)
+        AppLayout::read_function(Path::new("x/function.json"), name.into(), &doc, "api")
     }
 
     fn api_a() -> Value {

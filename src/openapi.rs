@@ -145,8 +145,8 @@ fn paths_of(layout: &AppLayout, function: &FunctionSpec) -> Vec<(String, Vec<Par
     let Some(route) = &function.route else { return Vec::new() };
     let prefix = if layout.route_prefix.is_empty() { String::new() } else { format!("/{}", layout.route_prefix) };
     let mut segments: Vec<(String, Vec<Parameter>)> = Vec::new();
-    for segment in route.text().trim_matches('/').split('/').filter(|s| !s.is_empty()) {
-        let (text, parameters) = segment_of(segment.trim_start_matches('~'));
+    for segment in route.segment_texts() {
+        let (text, parameters) = segment_of(segment);
         segments.push((text, parameters));
     }
     let mut paths = Vec::new();
@@ -156,9 +156,14 @@ fn paths_of(layout: &AppLayout, function: &FunctionSpec) -> Vec<(String, Vec<Par
             format!("{prefix}/{}", segments[..keep].iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join("/"));
         let parameters = segments[..keep].iter().flat_map(|(_, p)| p.clone()).collect();
         paths.push((path, parameters));
-        // Drop the last segment while it is one optional parameter alone.
+        // Drop the last segment while it is one optional parameter alone; from one ending in
+        // an optional parameter after a period (`{name}.{ext?}`), drop `.{ext}`.
         match segments[..keep].last() {
             Some((_, p)) if p.len() == 1 && (p[0].optional || p[0].catch_all) => keep -= 1,
+            Some((text, p)) if p.len() > 1 && p[p.len() - 1].optional => {
+                let Some(shorter) = text.strip_suffix(&format!(".{{{}}}", p[p.len() - 1].name)) else { break };
+                segments[keep - 1] = (shorter.to_owned(), p[..p.len() - 1].to_vec());
+            }
             _ => break,
         }
     }
@@ -439,6 +444,27 @@ mod tests {
         assert_eq!(segment_of("{name}.{ext?}").0, "{name}.{ext}");
         assert_eq!(segment_of("{id:regex(^\\d{{3}}$)}").0, "{id}");
         assert_eq!(segment_of("v{version:int}").0, "v{version}");
+    }
+
+    #[test]
+    fn an_optional_extension_gives_the_path_without_it() {
+        let root = std::env::temp_dir().join(format!("azfn-openapi-ext-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("files")).unwrap();
+        std::fs::write(
+            root.join("files/function.json"),
+            json!({"bindings": [
+                {"type": "httpTrigger", "direction": "in", "name": "req", "route": "files/{name}.{ext?}"},
+                {"type": "http", "direction": "out", "name": "res"}
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+        let layout = AppLayout::load(&root).unwrap();
+        let paths: Vec<(String, usize)> =
+            paths_of(&layout, &layout.functions[0]).into_iter().map(|(path, p)| (path, p.len())).collect();
+        assert_eq!(paths, [("/api/files/{name}.{ext}".to_owned(), 2), ("/api/files/{name}".to_owned(), 1)]);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
