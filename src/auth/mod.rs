@@ -11,6 +11,7 @@
 
 pub mod bearer;
 pub mod binding;
+pub mod blob_snapshot;
 pub mod cache;
 pub mod claims;
 pub mod dpop;
@@ -33,7 +34,7 @@ use serde_json::Value;
 pub use claims::{Claims, Organization};
 pub use keystore::KeyStore;
 
-use crate::config::{AuthConfig, TenantAllowList};
+use crate::config::{self, AuthConfig, TenantAllowList};
 use crate::error::{AuthError, ChallengeContext, TokenRejection};
 use cache::TokenCache;
 use keystore::KeyError;
@@ -58,6 +59,27 @@ pub struct Authenticator {
     cache: TokenCache,
     dpop: dpop::DpopVerifier,
     client_cert_header: Option<http::HeaderName>,
+    /// Bound on one start-up read of a blob snapshot.
+    http_timeout: Duration,
+}
+
+/// The one start-up line saying where scale-out state lives on this plan:
+/// `snapshots=home|blob|temp|dir|off` and `replay=memory` (the DPoP `jti` cache is per instance).
+fn log_scale_out_state(config: &AuthConfig, dir: Option<&std::path::Path>, blob: bool) {
+    let snapshots = match (&config.snapshots, dir) {
+        (_, None) if blob => "blob",
+        (_, None) => "off",
+        (config::SnapshotDir::Dir(_), Some(_)) => "dir",
+        (config::SnapshotDir::Default { app_service: Some(home) }, Some(dir)) if home == dir => "home",
+        (_, Some(_)) => "temp",
+    };
+    tracing::info!(
+        plan = config.hosting.name(),
+        shared_home = config.hosting.shared_home(),
+        snapshots,
+        replay = "memory",
+        "scale-out state"
+    );
 }
 
 impl Authenticator {
@@ -66,13 +88,25 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, String> {
         let client = keystore::http_client(&config.jwks);
         let snapshots = snapshot::resolve(&config.snapshots);
+        let blob = match &config.snapshots {
+            config::SnapshotDir::Blob(blob) => Some(Arc::new(blob_snapshot::BlobSnapshots::new(
+                crate::storage::BlobClient::new(blob.account.clone(), client.clone()),
+                blob.secret.clone(),
+            ))),
+            _ => None,
+        };
+        log_scale_out_state(config, snapshots.as_deref(), blob.is_some());
         let issuers = config
             .issuers
             .iter()
             .map(|issuer| {
                 let store = KeyStore::new(issuer, config.jwks, client.clone())?;
-                Ok(Arc::new(match &snapshots {
+                let store = match &snapshots {
                     Some(dir) => store.with_snapshots(dir.clone()),
+                    None => store,
+                };
+                Ok(Arc::new(match &blob {
+                    Some(blob) => store.with_blob_snapshots(blob.clone()),
                     None => store,
                 }))
             })
@@ -104,7 +138,17 @@ impl Authenticator {
             cache: TokenCache::new(config.token_cache_ttl, config.token_cache_entries),
             dpop: dpop::DpopVerifier::new(&config.dpop, config.clock_skew),
             client_cert_header: config.client_cert_header.clone(),
+            http_timeout: config.jwks.http_timeout,
         })
+    }
+
+    /// Reads key set snapshots kept in the storage account (`AUTH_JWKS_SNAPSHOT_DIR=blob`),
+    /// one issuer after the other, each bounded by the HTTP timeout: at start-up, before the
+    /// refreshers and before serving. Does nothing for file snapshots (read in [`Authenticator::new`]).
+    pub async fn load_shared_snapshots(&self) {
+        for store in &self.issuers {
+            let _ = tokio::time::timeout(self.http_timeout, store.load_blob_snapshot()).await;
+        }
     }
 
     /// Starts one background refresher per issuer (first fetch at once). Needs a Tokio runtime.
