@@ -31,6 +31,7 @@
 //! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only); `EdDSA` and `Ed25519` (RFC 9864) name the same one, and proofs labelled either way are accepted |
 //! | `AUTH_DPOP_MAX_AGE_SECONDS` | `300` | oldest DPoP proof accepted (`iat`); `AUTH_CLOCK_SKEW_SECONDS` ahead (1–3600) |
 //! | `AUTH_DPOP_REPLAY_CACHE_ENTRIES` | `100000` | most DPoP proof ids (`jti`) remembered, per instance; when full of live ones, new proofs get 503 |
+//! | `AUTH_DPOP_REPLAY_STORE` | `memory` | `table`: strict DPoP single use across instances: each proof is also recorded in Table storage of `AzureWebJobsStorage` (one insert per DPoP request; storage errors refuse with 503) |
 //! | `AUTH_DPOP_NONCE_SECRET` | – | turns on server nonces: HMAC key (32+ characters) shared by all instances |
 //! | `AUTH_CLIENT_CERT_HEADER` | – | header carrying the client certificate (base64 DER, App Service: `X-ARR-ClientCert`) for `cnf.x5t#S256` tokens (RFC 8705); unset: such tokens are refused |
 //! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body a function reads unless its `auth.json` sets `maxBodyBytes`; bodies stream to handlers either way |
@@ -139,7 +140,7 @@ pub enum SnapshotDir {
         app_service: Option<PathBuf>,
     },
     /// Blobs in the app's storage account, sealed with `AUTH_SNAPSHOT_SECRET`.
-    Blob(crate::auth::blob_snapshot::BlobSnapshotConfig),
+    Blob(Box<crate::auth::blob_snapshot::BlobSnapshotConfig>),
 }
 
 /// Tenants a `{tenantid}` issuer accepts (`AUTH_TENANTS`).
@@ -186,6 +187,17 @@ pub struct AuthConfig {
     pub tenants: Option<TenantAllowList>,
     /// The plan this process runs on (for where scale-out state lives).
     pub hosting: HostingPlan,
+    /// Where DPoP proof ids are recorded (`AUTH_DPOP_REPLAY_STORE`).
+    pub replay_store: ReplayStore,
+}
+
+/// Where DPoP proof ids (`jti`, hashed) are recorded against replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayStore {
+    /// This instance's memory only: a proof may be replayed once to each other instance.
+    Memory,
+    /// Also Table storage in this account, shared by every instance: strict single use.
+    Table(Box<crate::storage::StorageAccount>),
 }
 
 impl AuthConfig {
@@ -208,6 +220,7 @@ impl AuthConfig {
             client_cert_header: None,
             tenants: None,
             hosting: HostingPlan::Local,
+            replay_store: ReplayStore::Memory,
         }
     }
 }
@@ -276,6 +289,7 @@ impl Config {
         let resource = get("AUTH_RESOURCE").map(|r| check_url("AUTH_RESOURCE", &r)).transpose()?;
         let hosting = HostingPlan::detect(get);
         let snapshots = snapshot_dir(&get, hosting)?;
+        let replay_store = replay_store(&get)?;
         let dpop = dpop_settings(&get)?;
         let client_cert_header = client_cert_header(&get)?;
 
@@ -300,6 +314,7 @@ impl Config {
                 client_cert_header,
                 tenants,
                 hosting,
+                replay_store,
             },
         })
     }
@@ -344,17 +359,35 @@ fn tenants(
 fn snapshot_dir(get: &impl Fn(&str) -> Option<String>, hosting: HostingPlan) -> Result<SnapshotDir, ConfigError> {
     match get("AUTH_JWKS_SNAPSHOT_DIR") {
         Some(v) if v.eq_ignore_ascii_case("off") => Ok(SnapshotDir::Off),
-        Some(v) if v.eq_ignore_ascii_case("blob") => blob_snapshots(get).map(SnapshotDir::Blob),
+        Some(v) if v.eq_ignore_ascii_case("blob") => blob_snapshots(get).map(|blob| SnapshotDir::Blob(Box::new(blob))),
         Some(v) if !v.eq_ignore_ascii_case("auto") => Ok(SnapshotDir::Dir(PathBuf::from(v))),
         _ => {
             let home = get("HOME").filter(|_| hosting.shared_home());
             if home.is_none() && get("AzureWebJobsStorage").is_some() && get("AUTH_SNAPSHOT_SECRET").is_some() {
-                return blob_snapshots(get).map(SnapshotDir::Blob);
+                return blob_snapshots(get).map(|blob| SnapshotDir::Blob(Box::new(blob)));
             }
             Ok(SnapshotDir::Default {
                 app_service: home.map(|home| PathBuf::from(home).join("data").join("azfn-auth")),
             })
         }
+    }
+}
+
+/// `AUTH_DPOP_REPLAY_STORE`: `memory` (default) or `table` (needs `AzureWebJobsStorage`).
+fn replay_store(get: &impl Fn(&str) -> Option<String>) -> Result<ReplayStore, ConfigError> {
+    const NAME: &str = "AUTH_DPOP_REPLAY_STORE";
+    match get(NAME) {
+        None => Ok(ReplayStore::Memory),
+        Some(v) if v.eq_ignore_ascii_case("memory") => Ok(ReplayStore::Memory),
+        Some(v) if v.eq_ignore_ascii_case("table") => {
+            let connection = get("AzureWebJobsStorage").ok_or_else(|| {
+                bad("AzureWebJobsStorage", "required by AUTH_DPOP_REPLAY_STORE=table: a storage connection string")
+            })?;
+            crate::storage::StorageAccount::from_connection_string(&connection)
+                .map(|account| ReplayStore::Table(Box::new(account)))
+                .map_err(|e| bad("AzureWebJobsStorage", format!("unusable for AUTH_DPOP_REPLAY_STORE=table: {e}")))
+        }
+        Some(_) => Err(bad(NAME, "must be memory or table")),
     }
 }
 
@@ -926,6 +959,24 @@ mod tests {
             with(&[("AUTH_JWKS_SNAPSHOT_DIR", "auto"), storage[0], storage[1]]),
             Ok(SnapshotDir::Blob(_))
         ));
+    }
+
+    #[test]
+    fn dpop_replay_store_is_memory_unless_table_with_a_storage_account() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars).map(|c| c.auth.replay_store)
+        };
+        assert_eq!(with(&[]).unwrap(), ReplayStore::Memory);
+        assert_eq!(with(&[("AUTH_DPOP_REPLAY_STORE", "Memory")]).unwrap(), ReplayStore::Memory);
+        let table = ("AUTH_DPOP_REPLAY_STORE", "table");
+        assert_eq!(with(&[table]).unwrap_err().variable, "AzureWebJobsStorage");
+        assert!(matches!(
+            with(&[table, ("AzureWebJobsStorage", "UseDevelopmentStorage=true")]),
+            Ok(ReplayStore::Table(_))
+        ));
+        assert_eq!(with(&[("AUTH_DPOP_REPLAY_STORE", "redis")]).unwrap_err().variable, "AUTH_DPOP_REPLAY_STORE");
     }
 
     #[test]

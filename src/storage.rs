@@ -1,7 +1,8 @@
 //! The app's own storage account (`AzureWebJobsStorage`): its connection string parsed, and
-//! a small Blob REST client signed with Shared Key, on the one reqwest/rustls stack already
-//! used for key sets. Only what scale-out state needs: read a blob with its ETag, write one
-//! under an `If-Match`/`If-None-Match` condition, create its container.
+//! small Blob and Table REST clients signed with Shared Key, on the one reqwest/rustls stack
+//! already used for key sets. Only what scale-out state needs: read a blob with its ETag,
+//! write one under an `If-Match`/`If-None-Match` condition, create its container; insert a
+//! table entity that must not exist yet, create and delete tables.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,10 @@ const MAX_BLOB_BYTES: usize = 1024 * 1024;
 const DEV_ACCOUNT: &str = "devstoreaccount1";
 const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const DEV_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
+const DEV_TABLE_ENDPOINT: &str = "http://127.0.0.1:10002/devstoreaccount1";
+
+/// The Table service REST version sent.
+const TABLE_API_VERSION: &str = "2019-02-02";
 
 /// An account key, decoded; never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,6 +46,8 @@ pub struct StorageAccount {
     /// Blob service endpoint, without a trailing slash (`https://acct.blob.core.windows.net`,
     /// or path-style `http://127.0.0.1:10000/devstoreaccount1` for Azurite).
     pub blob_endpoint: Url,
+    /// Table service endpoint, likewise (`https://acct.table.core.windows.net`).
+    pub table_endpoint: Url,
 }
 
 /// Why a connection string cannot be used (never echoes its value: it holds the key).
@@ -56,7 +63,7 @@ pub enum ConnectionError {
     #[error("AccountKey is not base64")]
     BadAccountKey,
     /// `BlobEndpoint` is not an http(s) URL, or no endpoint can be built.
-    #[error("BlobEndpoint is not an http(s) URL")]
+    #[error("BlobEndpoint or TableEndpoint is not an http(s) URL")]
     BadEndpoint,
 }
 
@@ -74,28 +81,37 @@ impl StorageAccount {
         let field = |name: &str| fields.get(name).map(String::as_str);
         if field("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             let proxy = field("developmentstorageproxyuri");
-            let endpoint = match proxy {
-                Some(proxy) => format!("{}:10000/{DEV_ACCOUNT}", proxy.trim_end_matches('/')),
-                None => DEV_BLOB_ENDPOINT.to_owned(),
+            let (blob, table) = match proxy {
+                Some(proxy) => {
+                    let proxy = proxy.trim_end_matches('/');
+                    (format!("{proxy}:10000/{DEV_ACCOUNT}"), format!("{proxy}:10002/{DEV_ACCOUNT}"))
+                }
+                None => (DEV_BLOB_ENDPOINT.to_owned(), DEV_TABLE_ENDPOINT.to_owned()),
             };
             return Ok(Self {
                 name: DEV_ACCOUNT.to_owned(),
                 key: AccountKey(BASE64.decode(DEV_KEY).map_err(|_| ConnectionError::BadAccountKey)?),
-                blob_endpoint: endpoint_url(&endpoint)?,
+                blob_endpoint: endpoint_url(&blob)?,
+                table_endpoint: endpoint_url(&table)?,
             });
         }
         let name = field("accountname").ok_or(ConnectionError::NoAccountName)?.to_owned();
         let key = field("accountkey").ok_or(ConnectionError::NoAccountKey)?;
         let key = AccountKey(BASE64.decode(key).map_err(|_| ConnectionError::BadAccountKey)?);
-        let endpoint = match field("blobendpoint") {
-            Some(endpoint) => endpoint.to_owned(),
+        let endpoint = |explicit: &str, service: &str| match field(explicit) {
+            Some(endpoint) => endpoint_url(endpoint),
             None => {
                 let scheme = field("defaultendpointsprotocol").unwrap_or("https");
                 let suffix = field("endpointsuffix").unwrap_or("core.windows.net");
-                format!("{scheme}://{name}.blob.{suffix}")
+                endpoint_url(&format!("{scheme}://{name}.{service}.{suffix}"))
             }
         };
-        Ok(Self { blob_endpoint: endpoint_url(&endpoint)?, name, key })
+        Ok(Self {
+            blob_endpoint: endpoint("blobendpoint", "blob")?,
+            table_endpoint: endpoint("tableendpoint", "table")?,
+            name,
+            key,
+        })
     }
 }
 
@@ -267,6 +283,126 @@ impl BlobClient {
     }
 }
 
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The entity is new.
+    Created,
+    /// An entity with this key exists already.
+    Exists,
+    /// The table does not exist (create it, then insert again).
+    NoTable,
+}
+
+/// Table REST calls on one account, through one HTTP client.
+#[derive(Debug, Clone)]
+pub struct TableClient {
+    account: StorageAccount,
+    http: reqwest::Client,
+}
+
+impl TableClient {
+    /// A client for `account` over `http`.
+    pub fn new(account: StorageAccount, http: reqwest::Client) -> Self {
+        Self { account, http }
+    }
+
+    /// The account reached.
+    pub fn account(&self) -> &StorageAccount {
+        &self.account
+    }
+
+    fn url(&self, last: &str) -> Url {
+        let mut url = self.account.table_endpoint.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push(last);
+        }
+        url
+    }
+
+    /// Inserts the entity `(partition, row)` with the JSON `properties` merged in; the
+    /// service refuses a second insert of the same key (409), which is the whole point.
+    pub async fn insert(
+        &self,
+        table: &str,
+        partition: &str,
+        row: &str,
+        mut properties: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Inserted, StorageError> {
+        properties.insert("PartitionKey".into(), partition.into());
+        properties.insert("RowKey".into(), row.into());
+        let body = serde_json::to_vec(&properties).unwrap_or_default();
+        let response = self.send(Method::POST, self.url(table), Some(body), &[("prefer", "return-no-content")]).await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::CREATED => Ok(Inserted::Created),
+            StatusCode::CONFLICT => Ok(Inserted::Exists),
+            StatusCode::NOT_FOUND => Ok(Inserted::NoTable),
+            other => Err(StorageError::Status(other.as_u16())),
+        }
+    }
+
+    /// Creates `table`; an existing one is fine.
+    pub async fn create_table(&self, table: &str) -> Result<(), StorageError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "TableName": table })).unwrap_or_default();
+        let response =
+            self.send(Method::POST, self.url("Tables"), Some(body), &[("prefer", "return-no-content")]).await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
+            other => Err(StorageError::Status(other.as_u16())),
+        }
+    }
+
+    /// Deletes `table` with everything in it; a missing one is fine.
+    pub async fn delete_table(&self, table: &str) -> Result<(), StorageError> {
+        let response = self.send(Method::DELETE, self.url(&format!("Tables('{table}')")), None, &[]).await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(()),
+            other => Err(StorageError::Status(other.as_u16())),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        extra: &[(&str, &str)],
+    ) -> Result<reqwest::Response, StorageError> {
+        let date = http_date(SystemTime::now());
+        let content_type = if body.is_some() { "application/json" } else { "" };
+        let authorization = table_shared_key(&self.account, method.as_str(), &url, content_type, &date);
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", TABLE_API_VERSION)
+            .header("accept", "application/json;odata=nometadata")
+            .header("dataserviceversion", "3.0;NetFx")
+            .header("authorization", authorization);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        request.send().await.map_err(transport)
+    }
+}
+
+/// The `Authorization: SharedKey account:signature` value for a Table request: the Table
+/// string-to-sign (verb, Content-MD5, Content-Type, the `x-ms-date` value, the resource with
+/// only `comp` from the query).
+pub fn table_shared_key(account: &StorageAccount, method: &str, url: &Url, content_type: &str, date: &str) -> String {
+    let mut text = format!("{method}\n\n{content_type}\n{date}\n/{}{}", account.name, url.path());
+    if let Some((_, comp)) = url.query_pairs().find(|(k, _)| k.eq_ignore_ascii_case("comp")) {
+        text.push_str("?comp=");
+        text.push_str(&comp);
+    }
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &account.key.0);
+    let signature = BASE64.encode(aws_lc_rs::hmac::sign(&key, text.as_bytes()).as_ref());
+    format!("SharedKey {}:{signature}", account.name)
+}
+
 fn transport(error: reqwest::Error) -> StorageError {
     StorageError::Transport(error.without_url().to_string())
 }
@@ -396,6 +532,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(explicit.blob_endpoint.as_str(), "http://127.0.0.1:4000/devstoreaccount1");
+        assert_eq!(public.table_endpoint.as_str(), "https://myapp.table.core.windows.net/");
+        let dev = StorageAccount::from_connection_string("UseDevelopmentStorage=true").unwrap();
+        assert_eq!(dev.table_endpoint.as_str(), "http://127.0.0.1:10002/devstoreaccount1");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! scripts/azurite): the built `handler` started as on Flex Consumption (no shared `$HOME`)
 //! writes the sealed snapshot and a brand-new process serves from it while the issuer is
 //! down; a planted or edited blob is refused; two writers racing leave the newest fetch;
-//! storage down leaves normal service.
+//! storage down leaves normal service. Strict DPoP single use (`AUTH_DPOP_REPLAY_STORE=table`):
+//! the same proof sent to two instances is admitted once; storage down refuses DPoP with 503
+//! and leaves Bearer alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/azurite.rs"]
@@ -29,6 +31,18 @@ const SECRET: &str = "a-test-secret-of-at-least-32-characters";
 /// The handler as the host starts it on Flex Consumption, with the storage account and the
 /// sealing secret set and `AUTH_JWKS_SNAPSHOT_DIR` left at `auto`.
 fn handler(logs: &Path, name: &'static str, port: u16, issuer: &str, storage: &str) -> (Proc, Receiver<String>) {
+    handler_with(logs, name, port, issuer, storage, &[])
+}
+
+/// [`handler`] with more settings.
+fn handler_with(
+    logs: &Path,
+    name: &'static str,
+    port: u16,
+    issuer: &str,
+    storage: &str,
+    extra: &[(&str, &str)],
+) -> (Proc, Receiver<String>) {
     let log = logs.join(format!("{name}.stderr.log"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
         .env_clear()
@@ -41,6 +55,7 @@ fn handler(logs: &Path, name: &'static str, port: u16, issuer: &str, storage: &s
         .env("AUTH_AUDIENCE", AUDIENCE)
         .env("AzureWebJobsStorage", storage)
         .env("AUTH_SNAPSHOT_SECRET", SECRET)
+        .envs(extra.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -288,4 +303,145 @@ async fn azurite_checks_the_shared_key_signature() {
     );
     assert_eq!(client.create_container(CONTAINER).await, Err(azfn_auth::storage::StorageError::Status(403)));
     assert_eq!(blobs(&azurite).create_container(CONTAINER).await, Ok(()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Strict DPoP single use.
+
+const PUBLIC_ORIGIN: &str = "https://my-app.azurewebsites.net";
+
+/// A DPoP client: an ES256 key pair and proofs for this app's public URL, signed now.
+struct DpopClient {
+    key: jsonwebtoken::EncodingKey,
+    jwk: serde_json::Value,
+}
+
+impl DpopClient {
+    fn new() -> Self {
+        use jsonwebtoken::{Algorithm, EncodingKey, jwk::Jwk};
+        let key = EncodingKey::from_ec_pem(fixture("ec-p256.pem").as_bytes()).unwrap();
+        let full = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap()).unwrap();
+        let jwk = json!({"kty": full["kty"], "crv": full["crv"], "x": full["x"], "y": full["y"]});
+        Self { key, jwk }
+    }
+
+    /// RFC 7638 thumbprint (members in lexicographic order, serde_json's map is sorted).
+    fn jkt(&self) -> String {
+        use base64::Engine as _;
+        let canonical = json!({"crv": self.jwk["crv"], "kty": self.jwk["kty"], "x": self.jwk["x"], "y": self.jwk["y"]});
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    }
+
+    fn proof(&self, token: &str, jti: &str) -> String {
+        use base64::Engine as _;
+        let ath = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let claims = json!({
+            "jti": jti,
+            "htm": "GET",
+            "htu": format!("{PUBLIC_ORIGIN}/api/api-a"),
+            "iat": now(),
+            "ath": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ath),
+        });
+        sign_raw(&header, &claims, &self.key, jsonwebtoken::Algorithm::ES256)
+    }
+}
+
+async fn call_dpop(http: &reqwest::Client, port: u16, token: &str, proof: &str) -> reqwest::Response {
+    http.get(format!("http://127.0.0.1:{port}/api/api-a"))
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .send()
+        .await
+        .expect("call handler")
+}
+
+const STRICT: [(&str, &str); 2] = [("AUTH_DPOP_REPLAY_STORE", "table"), ("AUTH_PUBLIC_URL", PUBLIC_ORIGIN)];
+
+#[tokio::test]
+async fn strict_dpop_single_use_admits_one_proof_once_across_two_instances() {
+    let logs = log_dir("storage", "dpop-table");
+    let azurite = Azurite::start(&logs);
+    let http = provider::http_client(Duration::from_secs(10));
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let client = DpopClient::new();
+    let mut bound = claims(&idp.issuer);
+    bound["cnf"] = json!({"jkt": client.jkt()});
+    let t = token(&key, &bound);
+
+    let ports = [free_port(), free_port()];
+    let mut instances = Vec::new();
+    for (name, port) in ["instance-1", "instance-2"].into_iter().zip(ports) {
+        let (mut proc, lines) = handler_with(&logs, name, port, &idp.issuer, &azurite.connection_string(), &STRICT);
+        let start = read_until(&lines, "scale-out state");
+        assert!(start.contains("replay=table"), "{start}");
+        wait_ready(&mut proc, port, &http).await;
+        instances.push((proc, lines));
+    }
+
+    // One proof, two instances: the first admits it, the second knows it was used.
+    let proof = client.proof(&t, "the-one-jti");
+    assert_eq!(call_dpop(&http, ports[0], &t, &proof).await.status(), 200);
+    let replayed = call_dpop(&http, ports[1], &t, &proof).await;
+    assert_eq!(replayed.status(), 401);
+    let challenge = replayed.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("DPoP ") && challenge.contains(r#"error="invalid_dpop_proof""#), "{challenge}");
+    // A fresh proof is fine on either, and the first instance refuses its own replay too.
+    assert_eq!(call_dpop(&http, ports[1], &t, &client.proof(&t, "another-jti")).await.status(), 200);
+    assert_eq!(call_dpop(&http, ports[0], &t, &proof).await.status(), 401);
+
+    // The cost, measured (not asserted): DPoP requests in a row, each one Table insert,
+    // against the same requests on an instance with the per-instance cache only.
+    let memory_port = free_port();
+    let only_origin = [("AUTH_PUBLIC_URL", PUBLIC_ORIGIN)];
+    let (mut memory, _lines) =
+        handler_with(&logs, "memory", memory_port, &idp.issuer, &azurite.connection_string(), &only_origin);
+    wait_ready(&mut memory, memory_port, &http).await;
+    let mut per_request = Vec::new();
+    for (label, port) in [("memory", memory_port), ("table", ports[0])] {
+        assert_eq!(call_dpop(&http, port, &t, &client.proof(&t, &format!("warm-{label}"))).await.status(), 200);
+        let started = Instant::now();
+        for n in 0..100 {
+            let proof = client.proof(&t, &format!("cost-{label}-{n}"));
+            assert_eq!(call_dpop(&http, port, &t, &proof).await.status(), 200);
+        }
+        per_request.push(format!("{label}: {:?}", started.elapsed() / 100));
+    }
+    eprintln!("DPoP request, Azurite on loopback, debug build, per request: {}", per_request.join(", "));
+}
+
+#[tokio::test]
+async fn strict_dpop_with_storage_down_is_503_and_bearer_is_untouched() {
+    let logs = log_dir("storage", "dpop-down");
+    let http = provider::http_client(Duration::from_secs(10));
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let closed = closed_port_url().await;
+    let storage = format!(
+        "DefaultEndpointsProtocol=http;AccountName={0};AccountKey={1};BlobEndpoint={2}{0};TableEndpoint={2}{0}",
+        azurite::ACCOUNT,
+        azurite::KEY,
+        closed
+    );
+    let port = free_port();
+    let (mut proc, lines) = handler_with(&logs, "dpop-down", port, &idp.issuer, &storage, &STRICT);
+    read_until(&lines, "handler listening");
+    wait_ready(&mut proc, port, &http).await;
+    let client = DpopClient::new();
+    let mut bound = claims(&idp.issuer);
+    bound["cnf"] = json!({"jkt": client.jkt()});
+    let t = token(&key, &bound);
+
+    for n in 0..3 {
+        let refused = call_dpop(&http, port, &t, &client.proof(&t, &format!("down-{n}"))).await;
+        assert_eq!(refused.status(), 503, "fail closed");
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+    // Bearer never touches storage.
+    assert_eq!(call(&http, port, &token(&key, &claims(&idp.issuer))).await, 200);
+    let log = read_until(&lines, "auth decision");
+    let log = log + &read_until(&lines, "status=200");
+    assert_eq!(log.matches("DPoP replay store unavailable;").count(), 1, "one warning per outage: {log}");
 }

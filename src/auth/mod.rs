@@ -18,6 +18,7 @@ pub mod dpop;
 pub mod keys;
 pub mod keystore;
 pub mod policy;
+pub mod replay_table;
 pub mod rules;
 pub mod snapshot;
 pub mod step_up;
@@ -61,10 +62,13 @@ pub struct Authenticator {
     client_cert_header: Option<http::HeaderName>,
     /// Bound on one start-up read of a blob snapshot.
     http_timeout: Duration,
+    /// Strict DPoP single use across instances (`AUTH_DPOP_REPLAY_STORE=table`).
+    replay_table: Option<replay_table::ReplayTable>,
 }
 
 /// The one start-up line saying where scale-out state lives on this plan:
-/// `snapshots=home|blob|temp|dir|off` and `replay=memory` (the DPoP `jti` cache is per instance).
+/// `snapshots=home|blob|temp|dir|off` and `replay=memory|table` (the DPoP `jti` cache per
+/// instance, or also Table storage shared by all).
 fn log_scale_out_state(config: &AuthConfig, dir: Option<&std::path::Path>, blob: bool) {
     let snapshots = match (&config.snapshots, dir) {
         (_, None) if blob => "blob",
@@ -77,7 +81,10 @@ fn log_scale_out_state(config: &AuthConfig, dir: Option<&std::path::Path>, blob:
         plan = config.hosting.name(),
         shared_home = config.hosting.shared_home(),
         snapshots,
-        replay = "memory",
+        replay = match config.replay_store {
+            config::ReplayStore::Memory => "memory",
+            config::ReplayStore::Table(_) => "table",
+        },
         "scale-out state"
     );
 }
@@ -139,6 +146,12 @@ impl Authenticator {
             dpop: dpop::DpopVerifier::new(&config.dpop, config.clock_skew),
             client_cert_header: config.client_cert_header.clone(),
             http_timeout: config.jwks.http_timeout,
+            replay_table: match &config.replay_store {
+                config::ReplayStore::Memory => None,
+                config::ReplayStore::Table(account) => Some(replay_table::ReplayTable::new(
+                    crate::storage::TableClient::new(crate::storage::StorageAccount::clone(account), client.clone()),
+                )),
+            },
         })
     }
 
