@@ -1,11 +1,16 @@
-//! The app's own storage account (`AzureWebJobsStorage`): its connection string parsed, and
-//! small Blob and Table REST clients signed with Shared Key, on the one reqwest/rustls stack
+//! The app's own storage account (`AzureWebJobsStorage`): its connection string (or
+//! identity-based settings) parsed, and small Blob and Table REST clients authorized with
+//! Shared Key or the managed identity's tokens (`identity`), on the one reqwest/rustls stack
 //! already used for key sets. Only what scale-out state needs: read a blob with its ETag,
 //! write one under an `If-Match`/`If-None-Match` condition, create its container; insert a
 //! table entity that must not exist yet, create and delete tables.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub mod identity;
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,12 +42,22 @@ impl fmt::Debug for AccountKey {
     }
 }
 
-/// A storage account reached with Shared Key: name, key and Blob endpoint.
+/// How requests to the account are authorized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// Shared Key: every request signed with the account key (connection strings).
+    SharedKey(AccountKey),
+    /// OAuth tokens of the app's managed identity (identity-based connections).
+    ManagedIdentity(identity::Identity),
+}
+
+/// A storage account: name, credential, Blob and Table endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageAccount {
-    /// Account name (signs every request).
+    /// Account name (signs every Shared Key request).
     pub name: String,
-    key: AccountKey,
+    /// How requests are authorized.
+    pub credential: Credential,
     /// Blob service endpoint, without a trailing slash (`https://acct.blob.core.windows.net`,
     /// or path-style `http://127.0.0.1:10000/devstoreaccount1` for Azurite).
     pub blob_endpoint: Url,
@@ -90,7 +105,9 @@ impl StorageAccount {
             };
             return Ok(Self {
                 name: DEV_ACCOUNT.to_owned(),
-                key: AccountKey(BASE64.decode(DEV_KEY).map_err(|_| ConnectionError::BadAccountKey)?),
+                credential: Credential::SharedKey(AccountKey(
+                    BASE64.decode(DEV_KEY).map_err(|_| ConnectionError::BadAccountKey)?,
+                )),
                 blob_endpoint: endpoint_url(&blob)?,
                 table_endpoint: endpoint_url(&table)?,
             });
@@ -110,8 +127,56 @@ impl StorageAccount {
             blob_endpoint: endpoint("blobendpoint", "blob")?,
             table_endpoint: endpoint("tableendpoint", "table")?,
             name,
-            key,
+            credential: Credential::SharedKey(key),
         })
+    }
+}
+
+impl StorageAccount {
+    /// An identity-based connection (`AzureWebJobsStorage__accountName`, or
+    /// `__blobServiceUri`/`__tableServiceUri`, which win): the public endpoints of
+    /// `account_name`, or the given URIs, reached with `identity`'s tokens.
+    pub fn with_identity(
+        account_name: Option<&str>,
+        blob_uri: Option<&str>,
+        table_uri: Option<&str>,
+        identity: identity::Identity,
+    ) -> Result<Self, ConnectionError> {
+        let derived = |service: &str| account_name.map(|name| format!("https://{name}.{service}.core.windows.net"));
+        let blob = blob_uri.map(str::to_owned).or_else(|| derived("blob")).ok_or(ConnectionError::NoAccountName)?;
+        let table = table_uri.map(str::to_owned).or_else(|| derived("table")).ok_or(ConnectionError::NoAccountName)?;
+        let blob_endpoint = endpoint_url(&blob)?;
+        let name = match account_name {
+            Some(name) => name.to_owned(),
+            None => blob_endpoint.host_str().and_then(|h| h.split('.').next()).unwrap_or_default().to_owned(),
+        };
+        Ok(Self {
+            name,
+            credential: Credential::ManagedIdentity(identity),
+            blob_endpoint,
+            table_endpoint: endpoint_url(&table)?,
+        })
+    }
+
+    /// The token source this account's requests need, if any (managed identity).
+    fn tokens(&self, http: &reqwest::Client) -> Option<Arc<identity::IdentityTokens>> {
+        match &self.credential {
+            Credential::SharedKey(_) => None,
+            Credential::ManagedIdentity(id) => Some(Arc::new(identity::IdentityTokens::new(id.clone(), http.clone()))),
+        }
+    }
+
+    /// The `Authorization` value: Shared Key by `sign`, else a cached identity token.
+    async fn authorization(
+        &self,
+        tokens: Option<&identity::IdentityTokens>,
+        sign: impl FnOnce(&AccountKey) -> String,
+    ) -> Result<String, StorageError> {
+        match (&self.credential, tokens) {
+            (Credential::SharedKey(key), _) => Ok(sign(key)),
+            (Credential::ManagedIdentity(_), Some(tokens)) => Ok(format!("Bearer {}", tokens.token().await?)),
+            (Credential::ManagedIdentity(_), None) => Err(StorageError::Identity("no token source".into())),
+        }
     }
 }
 
@@ -135,6 +200,9 @@ pub enum StorageError {
     /// A blob larger than [`MAX_BLOB_BYTES`].
     #[error("blob larger than {MAX_BLOB_BYTES} bytes")]
     TooLarge,
+    /// No token from the managed identity endpoint.
+    #[error("no managed identity token: {0}")]
+    Identity(String),
 }
 
 /// A blob as read: its body and ETag.
@@ -169,13 +237,14 @@ pub enum Written {
 pub struct BlobClient {
     account: StorageAccount,
     http: reqwest::Client,
+    tokens: Option<Arc<identity::IdentityTokens>>,
 }
 
 impl BlobClient {
     /// A client for `account` over `http` (bounded timeouts, no redirects: see
     /// [`crate::auth::keystore::http_client`]).
     pub fn new(account: StorageAccount, http: reqwest::Client) -> Self {
-        Self { account, http }
+        Self { tokens: account.tokens(&http), account, http }
     }
 
     /// The account reached.
@@ -270,7 +339,12 @@ impl BlobClient {
         all.push(("x-ms-date", &date));
         all.push(("x-ms-version", API_VERSION));
         let length = body.as_ref().map_or(0, Vec::len);
-        let authorization = shared_key(&self.account, method.as_str(), &url, &all, length);
+        let authorization = self
+            .account
+            .authorization(self.tokens.as_deref(), |key| {
+                shared_key(&self.account.name, key, method.as_str(), &url, &all, length)
+            })
+            .await?;
         let mut request = self.http.request(method, url);
         for (name, value) in &all {
             request = request.header(*name, *value);
@@ -299,12 +373,13 @@ pub enum Inserted {
 pub struct TableClient {
     account: StorageAccount,
     http: reqwest::Client,
+    tokens: Option<Arc<identity::IdentityTokens>>,
 }
 
 impl TableClient {
     /// A client for `account` over `http`.
     pub fn new(account: StorageAccount, http: reqwest::Client) -> Self {
-        Self { account, http }
+        Self { tokens: account.tokens(&http), account, http }
     }
 
     /// The account reached.
@@ -370,7 +445,12 @@ impl TableClient {
     ) -> Result<reqwest::Response, StorageError> {
         let date = http_date(SystemTime::now());
         let content_type = if body.is_some() { "application/json" } else { "" };
-        let authorization = table_shared_key(&self.account, method.as_str(), &url, content_type, &date);
+        let authorization = self
+            .account
+            .authorization(self.tokens.as_deref(), |key| {
+                table_shared_key(&self.account.name, key, method.as_str(), &url, content_type, &date)
+            })
+            .await?;
         let mut request = self
             .http
             .request(method, url)
@@ -392,15 +472,22 @@ impl TableClient {
 /// The `Authorization: SharedKey account:signature` value for a Table request: the Table
 /// string-to-sign (verb, Content-MD5, Content-Type, the `x-ms-date` value, the resource with
 /// only `comp` from the query).
-pub fn table_shared_key(account: &StorageAccount, method: &str, url: &Url, content_type: &str, date: &str) -> String {
-    let mut text = format!("{method}\n\n{content_type}\n{date}\n/{}{}", account.name, url.path());
+pub fn table_shared_key(
+    account: &str,
+    key: &AccountKey,
+    method: &str,
+    url: &Url,
+    content_type: &str,
+    date: &str,
+) -> String {
+    let mut text = format!("{method}\n\n{content_type}\n{date}\n/{account}{}", url.path());
     if let Some((_, comp)) = url.query_pairs().find(|(k, _)| k.eq_ignore_ascii_case("comp")) {
         text.push_str("?comp=");
         text.push_str(&comp);
     }
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &account.key.0);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.0);
     let signature = BASE64.encode(aws_lc_rs::hmac::sign(&key, text.as_bytes()).as_ref());
-    format!("SharedKey {}:{signature}", account.name)
+    format!("SharedKey {account}:{signature}")
 }
 
 fn transport(error: reqwest::Error) -> StorageError {
@@ -415,7 +502,8 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 /// Queue and File string-to-sign; `headers` holds every header sent but `Content-Length`,
 /// names in lower case). Only the headers this client sends take part.
 pub fn shared_key(
-    account: &StorageAccount,
+    account: &str,
+    key: &AccountKey,
     method: &str,
     url: &Url,
     headers: &[(&str, &str)],
@@ -458,7 +546,7 @@ pub fn shared_key(
     // The canonical resource: `/account` then the URL's path (for a path-style endpoint such
     // as Azurite's, the account name therefore appears twice), then each query parameter.
     text.push('/');
-    text.push_str(&account.name);
+    text.push_str(account);
     text.push_str(url.path());
     let mut query: Vec<(String, String)> =
         url.query_pairs().map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned())).collect();
@@ -469,9 +557,9 @@ pub fn shared_key(
         text.push(':');
         text.push_str(&value);
     }
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &account.key.0);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.0);
     let signature = BASE64.encode(aws_lc_rs::hmac::sign(&key, text.as_bytes()).as_ref());
-    format!("SharedKey {}:{signature}", account.name)
+    format!("SharedKey {account}:{signature}")
 }
 
 /// `time` as an RFC 1123 date in GMT (`Sun, 06 Nov 1994 08:49:37 GMT`), as `x-ms-date` wants.
@@ -553,14 +641,17 @@ mod tests {
         // The same request signed twice gives the same value, and the query parameter and
         // each signed header change it: a mistake in any of them would fail at Azurite.
         let account = StorageAccount::from_connection_string("UseDevelopmentStorage=true").unwrap();
+        let Credential::SharedKey(key) = &account.credential else { panic!("a Shared Key account") };
+        let sign =
+            |url: &Url, headers: &[(&str, &str)], length| shared_key(&account.name, key, "PUT", url, headers, length);
         let url = Url::parse("http://127.0.0.1:10000/devstoreaccount1/c?restype=container").unwrap();
         let headers = [("x-ms-date", "Sun, 06 Nov 1994 08:49:37 GMT"), ("x-ms-version", API_VERSION)];
-        let a = shared_key(&account, "PUT", &url, &headers, 0);
+        let a = sign(&url, &headers, 0);
         assert!(a.starts_with("SharedKey devstoreaccount1:"), "{a}");
-        assert_eq!(a, shared_key(&account, "PUT", &url, &headers, 0));
+        assert_eq!(a, sign(&url, &headers, 0));
         let other = Url::parse("http://127.0.0.1:10000/devstoreaccount1/c").unwrap();
-        assert_ne!(a, shared_key(&account, "PUT", &other, &headers, 0));
-        assert_ne!(a, shared_key(&account, "PUT", &url, &[headers[0]], 0));
-        assert_ne!(a, shared_key(&account, "PUT", &url, &headers, 1));
+        assert_ne!(a, sign(&other, &headers, 0));
+        assert_ne!(a, sign(&url, &[headers[0]], 0));
+        assert_ne!(a, sign(&url, &headers, 1));
     }
 }
