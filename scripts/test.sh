@@ -4,14 +4,14 @@
 # Runs every correctness test: unit and integration tests (cargo test, including the
 # end-to-end tests against the local OIDC provider process and the examples/mcp tests with
 # the official MCP TypeScript client), the .funcignore check and the dev.sh smoke run.
-# Installs the pinned local provider and MCP client (npm ci) on first run.
+# Installs the pinned local provider, MCP client and Azurite (tests/storage.rs) (npm ci) on first run.
 # Needs: cargo, node >= 20.19 + npm, curl, python3 with venv.
 set -euo pipefail
 [[ $# -eq 0 ]] || { echo "usage: scripts/test.sh" >&2; exit 2; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "==> local OIDC provider and MCP TypeScript client (npm ci, first run only)"
-for dir in scripts/oidc-provider scripts/mcp-client; do
+echo "==> local OIDC provider, MCP TypeScript client and Azurite storage emulator (npm ci, first run only)"
+for dir in scripts/oidc-provider scripts/mcp-client scripts/azurite; do
   if [[ ! -d $dir/node_modules ]]; then
     npm ci --prefix "$dir" --no-audit --no-fund
   fi

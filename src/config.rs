@@ -18,7 +18,9 @@
 //! | `AUTH_JWKS_REFRESH_SECONDS` | `600` | background key set refresh period |
 //! | `AUTH_JWKS_COOLDOWN_SECONDS` | `30` | least time between two fetches caused by an unknown `kid` |
 //! | `AUTH_JWKS_MAX_STALE_SECONDS` | `86400` | how long keys keep serving after the last successful fetch |
-//! | `AUTH_JWKS_SNAPSHOT_DIR` | `$HOME/data/azfn-auth` on App Service, else the OS temp dir | folder for the last good key set of each issuer, loaded at start-up when the issuer cannot be reached yet; `off` disables it |
+//! | `AUTH_JWKS_SNAPSHOT_DIR` | `auto` | where the last good key set of each issuer is kept, loaded at start-up when the issuer cannot be reached yet: `auto` (`$HOME/data/azfn-auth` where the plan shares `$HOME` between instances, else `blob` when `AzureWebJobsStorage` and `AUTH_SNAPSHOT_SECRET` are set, else the OS temp dir), `blob` (the `azfn-auth-snapshots` container of `AzureWebJobsStorage`), a folder, or `off` |
+//! | `AUTH_SNAPSHOT_SECRET` | – | HMAC key (32+ characters) sealing blob snapshots, the same on every instance; a blob that fails the check is refused |
+//! | `AzureWebJobsStorage` | – | the app's storage account (set by the platform); a Shared Key connection string or `UseDevelopmentStorage=true` for blob snapshots |
 //! | `AUTH_HTTP_TIMEOUT_SECONDS` | `5` | total time for one key set or discovery request (connect: at most 2 s) |
 //! | `AUTH_TOKEN_CACHE_SECONDS` | `300` | longest time a verified token is remembered (0 disables the cache) |
 //! | `AUTH_TOKEN_CACHE_ENTRIES` | `1000` | most verified tokens remembered |
@@ -29,6 +31,7 @@
 //! | `AUTH_DPOP_ALGORITHMS` | `ES256,RS256,PS256,EdDSA` | accepted DPoP proof algorithms (asymmetric only); `EdDSA` and `Ed25519` (RFC 9864) name the same one, and proofs labelled either way are accepted |
 //! | `AUTH_DPOP_MAX_AGE_SECONDS` | `300` | oldest DPoP proof accepted (`iat`); `AUTH_CLOCK_SKEW_SECONDS` ahead (1–3600) |
 //! | `AUTH_DPOP_REPLAY_CACHE_ENTRIES` | `100000` | most DPoP proof ids (`jti`) remembered, per instance; when full of live ones, new proofs get 503 |
+//! | `AUTH_DPOP_REPLAY_STORE` | `memory` | `table`: strict DPoP single use across instances: each proof is also recorded in Table storage of `AzureWebJobsStorage` (one insert per DPoP request; storage errors refuse with 503) |
 //! | `AUTH_DPOP_NONCE_SECRET` | – | turns on server nonces: HMAC key (32+ characters) shared by all instances |
 //! | `AUTH_CLIENT_CERT_HEADER` | – | header carrying the client certificate (base64 DER, App Service: `X-ARR-ClientCert`) for `cnf.x5t#S256` tokens (RFC 8705); unset: such tokens are refused |
 //! | `HANDLER_MAX_BODY_BYTES` | `1048576` | largest request body a function reads unless its `auth.json` sets `maxBodyBytes`; bodies stream to handlers either way |
@@ -38,6 +41,8 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
+
+use crate::hosting::HostingPlan;
 
 /// A setting that is missing or malformed; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -128,12 +133,14 @@ pub enum SnapshotDir {
     /// This folder, as configured.
     Dir(PathBuf),
     /// The default: `app_service` (`$HOME/data/azfn-auth`, shared by the app's instances
-    /// where `$HOME` is the content share) when running on App Service and writable, else
-    /// a per-user folder under the OS temp dir (survives a worker restart on one instance).
+    /// where `$HOME` is the content share) when the plan shares `$HOME` and it is writable,
+    /// else a per-user folder under the OS temp dir (survives a worker restart on one instance).
     Default {
-        /// `$HOME/data/azfn-auth` when `WEBSITE_INSTANCE_ID` and `HOME` are set.
+        /// `$HOME/data/azfn-auth` when the plan shares `$HOME` ([`HostingPlan::shared_home`]).
         app_service: Option<PathBuf>,
     },
+    /// Blobs in the app's storage account, sealed with `AUTH_SNAPSHOT_SECRET`.
+    Blob(Box<crate::auth::blob_snapshot::BlobSnapshotConfig>),
 }
 
 /// Tenants a `{tenantid}` issuer accepts (`AUTH_TENANTS`).
@@ -178,6 +185,19 @@ pub struct AuthConfig {
     pub client_cert_header: Option<http::HeaderName>,
     /// Tenants accepted by `{tenantid}` issuers (`AUTH_TENANTS`); `None` when there is none.
     pub tenants: Option<TenantAllowList>,
+    /// The plan this process runs on (for where scale-out state lives).
+    pub hosting: HostingPlan,
+    /// Where DPoP proof ids are recorded (`AUTH_DPOP_REPLAY_STORE`).
+    pub replay_store: ReplayStore,
+}
+
+/// Where DPoP proof ids (`jti`, hashed) are recorded against replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayStore {
+    /// This instance's memory only: a proof may be replayed once to each other instance.
+    Memory,
+    /// Also Table storage in this account, shared by every instance: strict single use.
+    Table(Box<crate::storage::StorageAccount>),
 }
 
 impl AuthConfig {
@@ -199,6 +219,8 @@ impl AuthConfig {
             dpop: crate::auth::dpop::DpopSettings::default(),
             client_cert_header: None,
             tenants: None,
+            hosting: HostingPlan::Local,
+            replay_store: ReplayStore::Memory,
         }
     }
 }
@@ -265,7 +287,9 @@ impl Config {
         let token_cache_entries = number(&get, "AUTH_TOKEN_CACHE_ENTRIES", 1_000, 1, 1_000_000)?;
         let require_access_token_type = boolean(&get, "AUTH_REQUIRE_AT_JWT")?;
         let resource = get("AUTH_RESOURCE").map(|r| check_url("AUTH_RESOURCE", &r)).transpose()?;
-        let snapshots = snapshot_dir(&get);
+        let hosting = HostingPlan::detect(get);
+        let snapshots = snapshot_dir(&get, hosting)?;
+        let replay_store = replay_store(&get)?;
         let dpop = dpop_settings(&get)?;
         let client_cert_header = client_cert_header(&get)?;
 
@@ -289,6 +313,8 @@ impl Config {
                 dpop,
                 client_cert_header,
                 tenants,
+                hosting,
+                replay_store,
             },
         })
     }
@@ -328,18 +354,59 @@ fn tenants(
     Ok(Some(TenantAllowList::Only(names)))
 }
 
-fn snapshot_dir(get: &impl Fn(&str) -> Option<String>) -> SnapshotDir {
+/// `AUTH_JWKS_SNAPSHOT_DIR`: `auto` (or unset) follows the plan: a shared `$HOME` first,
+/// then the storage account when it and the sealing secret are configured, else temp.
+fn snapshot_dir(get: &impl Fn(&str) -> Option<String>, hosting: HostingPlan) -> Result<SnapshotDir, ConfigError> {
     match get("AUTH_JWKS_SNAPSHOT_DIR") {
-        Some(v) if v.eq_ignore_ascii_case("off") => SnapshotDir::Off,
-        Some(dir) => SnapshotDir::Dir(PathBuf::from(dir)),
-        None => SnapshotDir::Default {
-            // App Service and Functions set WEBSITE_INSTANCE_ID; HOME is the app's storage
-            // there (the content share every instance sees on Windows plans).
-            app_service: get("WEBSITE_INSTANCE_ID")
-                .and(get("HOME"))
-                .map(|home| PathBuf::from(home).join("data").join("azfn-auth")),
-        },
+        Some(v) if v.eq_ignore_ascii_case("off") => Ok(SnapshotDir::Off),
+        Some(v) if v.eq_ignore_ascii_case("blob") => blob_snapshots(get).map(|blob| SnapshotDir::Blob(Box::new(blob))),
+        Some(v) if !v.eq_ignore_ascii_case("auto") => Ok(SnapshotDir::Dir(PathBuf::from(v))),
+        _ => {
+            let home = get("HOME").filter(|_| hosting.shared_home());
+            if home.is_none() && get("AzureWebJobsStorage").is_some() && get("AUTH_SNAPSHOT_SECRET").is_some() {
+                return blob_snapshots(get).map(|blob| SnapshotDir::Blob(Box::new(blob)));
+            }
+            Ok(SnapshotDir::Default {
+                app_service: home.map(|home| PathBuf::from(home).join("data").join("azfn-auth")),
+            })
+        }
     }
+}
+
+/// `AUTH_DPOP_REPLAY_STORE`: `memory` (default) or `table` (needs `AzureWebJobsStorage`).
+fn replay_store(get: &impl Fn(&str) -> Option<String>) -> Result<ReplayStore, ConfigError> {
+    const NAME: &str = "AUTH_DPOP_REPLAY_STORE";
+    match get(NAME) {
+        None => Ok(ReplayStore::Memory),
+        Some(v) if v.eq_ignore_ascii_case("memory") => Ok(ReplayStore::Memory),
+        Some(v) if v.eq_ignore_ascii_case("table") => {
+            let connection = get("AzureWebJobsStorage").ok_or_else(|| {
+                bad("AzureWebJobsStorage", "required by AUTH_DPOP_REPLAY_STORE=table: a storage connection string")
+            })?;
+            crate::storage::StorageAccount::from_connection_string(&connection)
+                .map(|account| ReplayStore::Table(Box::new(account)))
+                .map_err(|e| bad("AzureWebJobsStorage", format!("unusable for AUTH_DPOP_REPLAY_STORE=table: {e}")))
+        }
+        Some(_) => Err(bad(NAME, "must be memory or table")),
+    }
+}
+
+/// `AzureWebJobsStorage` and `AUTH_SNAPSHOT_SECRET` for blob snapshots; both required.
+fn blob_snapshots(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::auth::blob_snapshot::BlobSnapshotConfig, ConfigError> {
+    use crate::auth::blob_snapshot::{BlobSnapshotConfig, MIN_SECRET_BYTES, SnapshotSecret};
+    let connection = get("AzureWebJobsStorage").ok_or_else(|| {
+        bad("AzureWebJobsStorage", "required for blob snapshots: a storage connection string (identity-based connections are not supported yet)")
+    })?;
+    let account = crate::storage::StorageAccount::from_connection_string(&connection)
+        .map_err(|e| bad("AzureWebJobsStorage", format!("unusable for blob snapshots: {e}")))?;
+    let secret = match get("AUTH_SNAPSHOT_SECRET") {
+        Some(secret) if secret.len() >= MIN_SECRET_BYTES => SnapshotSecret(secret.into_bytes()),
+        Some(_) => return Err(bad("AUTH_SNAPSHOT_SECRET", "must be at least 32 characters (a random secret)")),
+        None => return Err(bad("AUTH_SNAPSHOT_SECRET", "required for blob snapshots: the key that seals them")),
+    };
+    Ok(BlobSnapshotConfig { account, secret })
 }
 
 /// `AUTH_DPOP`, `AUTH_PUBLIC_URL` and `AUTH_DPOP_*`.
@@ -859,6 +926,77 @@ mod tests {
         );
         assert_eq!(with(&[("AUTH_JWKS_SNAPSHOT_DIR", "OFF")]), SnapshotDir::Off);
         assert_eq!(with(&[("AUTH_JWKS_SNAPSHOT_DIR", "/srv/keys")]), SnapshotDir::Dir(PathBuf::from("/srv/keys")));
+    }
+
+    #[test]
+    fn auto_snapshots_go_to_a_shared_home_else_the_storage_account_else_temp() {
+        const SECRET: &str = "0123456789abcdef0123456789abcdef";
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars).map(|c| c.auth.snapshots)
+        };
+        let storage = [("AzureWebJobsStorage", "UseDevelopmentStorage=true"), ("AUTH_SNAPSHOT_SECRET", SECRET)];
+        let flex = [("WEBSITE_SKU", "FlexConsumption"), ("HOME", "/home")];
+        // Flex: no shared $HOME, so the storage account when it and the secret are set.
+        assert!(matches!(with(&[flex[0], flex[1], storage[0], storage[1]]), Ok(SnapshotDir::Blob(_))));
+        assert_eq!(with(&[flex[0], flex[1], storage[0]]).unwrap(), SnapshotDir::Default { app_service: None });
+        assert_eq!(with(&flex).unwrap(), SnapshotDir::Default { app_service: None });
+        // A shared $HOME (Linux Consumption with its content share) keeps the file.
+        let share = [
+            ("CONTAINER_NAME", "c"),
+            ("HOME", "/home"),
+            ("WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "x"),
+            ("WEBSITE_CONTENTSHARE", "s"),
+        ];
+        let mut shared = share.to_vec();
+        shared.extend_from_slice(&storage);
+        assert_eq!(
+            with(&shared).unwrap(),
+            SnapshotDir::Default { app_service: Some(PathBuf::from("/home/data/azfn-auth")) }
+        );
+        assert!(matches!(
+            with(&[("AUTH_JWKS_SNAPSHOT_DIR", "auto"), storage[0], storage[1]]),
+            Ok(SnapshotDir::Blob(_))
+        ));
+    }
+
+    #[test]
+    fn dpop_replay_store_is_memory_unless_table_with_a_storage_account() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars).map(|c| c.auth.replay_store)
+        };
+        assert_eq!(with(&[]).unwrap(), ReplayStore::Memory);
+        assert_eq!(with(&[("AUTH_DPOP_REPLAY_STORE", "Memory")]).unwrap(), ReplayStore::Memory);
+        let table = ("AUTH_DPOP_REPLAY_STORE", "table");
+        assert_eq!(with(&[table]).unwrap_err().variable, "AzureWebJobsStorage");
+        assert!(matches!(
+            with(&[table, ("AzureWebJobsStorage", "UseDevelopmentStorage=true")]),
+            Ok(ReplayStore::Table(_))
+        ));
+        assert_eq!(with(&[("AUTH_DPOP_REPLAY_STORE", "redis")]).unwrap_err().variable, "AUTH_DPOP_REPLAY_STORE");
+    }
+
+    #[test]
+    fn blob_snapshots_need_a_usable_connection_string_and_a_long_secret() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.push(("AUTH_JWKS_SNAPSHOT_DIR", "blob"));
+            vars.extend_from_slice(extra);
+            config(&vars).map(|c| c.auth.snapshots)
+        };
+        let secret = ("AUTH_SNAPSHOT_SECRET", "0123456789abcdef0123456789abcdef");
+        assert_eq!(with(&[secret]).unwrap_err().variable, "AzureWebJobsStorage");
+        let sas = ("AzureWebJobsStorage", "AccountName=a;SharedAccessSignature=sv=1");
+        assert_eq!(with(&[sas, secret]).unwrap_err().variable, "AzureWebJobsStorage");
+        let dev = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        assert_eq!(with(&[dev]).unwrap_err().variable, "AUTH_SNAPSHOT_SECRET");
+        let short = with(&[dev, ("AUTH_SNAPSHOT_SECRET", "short")]).unwrap_err();
+        assert_eq!(short.variable, "AUTH_SNAPSHOT_SECRET");
+        assert!(!short.problem.contains("short"), "never echoes the secret");
+        assert!(matches!(with(&[dev, secret]), Ok(SnapshotDir::Blob(_))));
     }
 
     #[test]

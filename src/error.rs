@@ -32,6 +32,9 @@ pub enum AuthError {
     UseDpopNonce,
     /// The DPoP replay cache is full of live entries: refusing beats forgetting one.
     Overloaded,
+    /// Strict DPoP single use (`AUTH_DPOP_REPLAY_STORE=table`) could not record the proof
+    /// in storage: refusing beats admitting a proof another instance may have seen.
+    ReplayStoreUnavailable,
 }
 
 impl fmt::Display for AuthError {
@@ -407,7 +410,8 @@ impl Challenges {
             | AuthError::InsufficientUserAuthentication(_)
             | AuthError::InvalidDpopProof(_)
             | AuthError::UseDpopNonce
-            | AuthError::Overloaded => header_value(error.challenge(&self.context)),
+            | AuthError::Overloaded
+            | AuthError::ReplayStoreUnavailable => header_value(error.challenge(&self.context)),
         }
     }
 }
@@ -454,6 +458,7 @@ impl AuthError {
             Self::InvalidDpopProof(rejection) => rejection.reason(),
             Self::UseDpopNonce => "DPoP nonce missing or stale",
             Self::Overloaded => "DPoP replay cache full",
+            Self::ReplayStoreUnavailable => "DPoP replay store unavailable",
         }
     }
 
@@ -466,7 +471,7 @@ impl AuthError {
             Self::InvalidDpopProof(_) | Self::UseDpopNonce => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::Overloaded | Self::ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -482,6 +487,7 @@ impl AuthError {
             Self::InvalidDpopProof(_) => "The DPoP proof is invalid",
             Self::UseDpopNonce => "Resource server requires nonce in DPoP proof",
             Self::Overloaded => "Too many requests are being checked; retry later",
+            Self::ReplayStoreUnavailable => "The DPoP proof cannot be checked right now; retry with a new proof",
             Self::InvalidToken(_) => "The access token is invalid",
             Self::InsufficientScope { .. } => "The access token does not grant access to this function",
             Self::KeysUnavailable => "Token signing keys are temporarily unavailable; retry later",
@@ -528,7 +534,7 @@ impl AuthError {
             Self::InsufficientUserAuthentication(step_up) => {
                 Some(with_error("insufficient_user_authentication") + &step_up.attributes())
             }
-            Self::KeysUnavailable | Self::Overloaded => None,
+            Self::KeysUnavailable | Self::Overloaded | Self::ReplayStoreUnavailable => None,
         }
     }
 
@@ -545,7 +551,7 @@ impl AuthError {
         if self == Self::KeysUnavailable {
             headers.insert(header::RETRY_AFTER, challenges.retry_after.clone());
         }
-        if self == Self::Overloaded {
+        if self == Self::Overloaded || self == Self::ReplayStoreUnavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

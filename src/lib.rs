@@ -19,6 +19,8 @@
 //!   sender-constrained tokens (`cnf`, RFC 8705), key set snapshots on disk.
 //! - [`metadata`]: optional RFC 9728 protected-resource metadata.
 //! - [`openapi`]: the app's OpenAPI 3.1 document (`--openapi`), from its app root.
+//! - [`hosting`]: which Functions plan this is, and whether instances share `$HOME`.
+//! - [`storage`]: the app's storage account (`AzureWebJobsStorage`): a Shared Key Blob client.
 //! - [`error`]: the failure → status / `WWW-Authenticate` table (RFC 6750).
 //! - [`functions`]: [`functions::Functions`], axum handlers registered by function name;
 //!   the built-in `api-a`.
@@ -41,6 +43,7 @@ pub mod correlation;
 pub mod error;
 pub mod extract;
 pub mod functions;
+pub mod hosting;
 mod input;
 pub mod layout;
 pub mod logs;
@@ -49,6 +52,7 @@ pub mod openapi;
 pub mod protocol;
 pub mod route;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

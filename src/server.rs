@@ -211,6 +211,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = Arc::new(state);
+    // Snapshots in the storage account are read before the first fetch and the first request.
+    state.auth.load_shared_snapshots().await;
     state.auth.spawn_refreshers();
     info!(
         addr = %listener.local_addr()?,

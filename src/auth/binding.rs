@@ -116,6 +116,9 @@ impl Authenticator {
                 let claims = self.verify(token).await.map_err(refuse)?;
                 self.check_confirmation(&claims, &parts.headers, Some(&proof.thumbprint)).map_err(refuse)?;
                 self.dpop.remember(&proof, now).map_err(refuse)?;
+                if let Some(table) = &self.replay_table {
+                    table.record(&proof).await.map_err(refuse)?;
+                }
                 Ok(Authenticated { claims, scheme, nonce: self.dpop.next_nonce(now) })
             }
         }

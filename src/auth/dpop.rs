@@ -453,6 +453,18 @@ pub struct CheckedProof {
     replay_until: i64,
 }
 
+impl CheckedProof {
+    /// The replay key (SHA-256 of thumbprint and `jti`: the `jti` itself is never stored).
+    pub fn replay_id(&self) -> &[u8; 32] {
+        &self.replay_id
+    }
+
+    /// Unix second after which the proof is too old anyway.
+    pub fn replay_until(&self) -> i64 {
+        self.replay_until
+    }
+}
+
 /// Stateless server nonces: `base64url(window || HMAC-SHA256(secret, label || window))`.
 /// Every instance holding the same secret accepts every other's nonces, and nothing is
 /// stored per client.

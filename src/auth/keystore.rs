@@ -12,6 +12,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
+use super::blob_snapshot::{BlobSnapshots, Stored};
 use super::keys::{KeyPolicy, KeySet, VerifyingKey, parse_jwks, parse_pem};
 use super::snapshot::{self, Ignored, Snapshot};
 use crate::config::{IssuerConfig, JwksSettings, KeySource, is_acceptable_url};
@@ -124,6 +125,26 @@ pub struct KeyStore {
     /// decision line of every request reads it without taking the lock.
     freshness: AtomicU8,
     snapshots: Option<Arc<SnapshotWriter>>,
+    blob: Option<Arc<BlobWriter>>,
+}
+
+/// Writes key set snapshots to the storage account off the request path, one write at a
+/// time per store and only the newest pending one; skipped while storage already holds
+/// the same key set, young enough (so a refresh that changed nothing costs no call).
+#[derive(Debug)]
+struct BlobWriter {
+    store: Arc<BlobSnapshots>,
+    /// The newest snapshot not written yet, with its fetch generation.
+    pending: Mutex<Option<(Snapshot, u64)>>,
+    /// Set while a write task runs (it drains `pending`).
+    running: AtomicBool,
+    /// What storage is known to hold (read at start-up or written since): key set, URL, fetch time.
+    known: Mutex<Option<(String, String, u64)>>,
+    /// Set after the first failed write, so an unreachable account warns once, not every refresh.
+    failed: AtomicBool,
+    /// A key set unchanged since the stored one is written again after this much time, so
+    /// the stored one never ages past the stale window while the keys stay the same.
+    rewrite_after: Duration,
 }
 
 /// Writes key set snapshots off the request path, newest last: a write that lost a race
@@ -220,7 +241,63 @@ impl KeyStore {
             fetches: AtomicU64::new(0),
             freshness: AtomicU8::new(Freshness::None as u8),
             snapshots: None,
+            blob: None,
         })
+    }
+
+    /// Keeps the last good key set in the storage account through `store`; the snapshot
+    /// there is read by [`KeyStore::load_blob_snapshot`] (at start-up, before serving).
+    pub fn with_blob_snapshots(mut self, store: Arc<BlobSnapshots>) -> Self {
+        if matches!(self.source, Source::Static) {
+            return self;
+        }
+        self.blob = Some(Arc::new(BlobWriter {
+            store,
+            pending: Mutex::new(None),
+            running: AtomicBool::new(false),
+            known: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            rewrite_after: self.settings.max_stale / 2,
+        }));
+        self
+    }
+
+    /// Loads this issuer's snapshot from the storage account, if usable (the same checks as
+    /// a file, after its seal): at start-up, before the first fetch. A storage error only
+    /// means starting without a snapshot (one warning); it never stops the service.
+    pub async fn load_blob_snapshot(&self) {
+        let Some(writer) = &self.blob else { return };
+        let Source::Remote { discover, jwks_uri } = &self.source else { return };
+        let configured = if *discover { None } else { jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone() };
+        let place = writer.store.describe(&self.issuer);
+        let loaded = writer
+            .store
+            .load(&self.issuer, configured.as_ref().map(Url::as_str), unix_now(), self.settings.max_stale)
+            .await;
+        let (snap, age) = match loaded {
+            Ok(found) => found,
+            Err(Ignored::Missing) => {
+                debug!(issuer = %self.issuer, blob = %place, "no key set snapshot");
+                return;
+            }
+            Err(why) => {
+                warn!(issuer = %self.issuer, blob = %place, reason = %why, "key set snapshot ignored");
+                return;
+            }
+        };
+        let known = (snap.jwks.clone(), snap.jwks_uri.clone(), snap.fetched_at);
+        let Some(uri) = self.apply_snapshot(snap, age, &|reason| {
+            warn!(issuer = %self.issuer, blob = %place, reason = %reason, "key set snapshot ignored");
+        }) else {
+            return;
+        };
+        *writer.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(known);
+        if *discover
+            && let Ok(uri) = Url::parse(&uri)
+            && is_acceptable_url(&uri)
+        {
+            *jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(uri);
+        }
     }
 
     /// Keeps the last good key set in `dir` (written after every successful fetch) and
@@ -269,6 +346,17 @@ impl KeyStore {
                 return None;
             }
         };
+        self.apply_snapshot(snap, age, &ignored)
+    }
+
+    /// Serves the keys of `snap` (fetched `age` ago) if they pass every rule keys from the
+    /// network pass; returns the key set URL it names.
+    fn apply_snapshot(
+        &self,
+        snap: Snapshot,
+        age: Duration,
+        ignored: &dyn Fn(&dyn std::fmt::Display),
+    ) -> Option<String> {
         let keys = match parse_jwks(snap.jwks.as_bytes(), &self.policy) {
             Ok((keys, _)) if !keys.is_empty() => keys,
             _ => {
@@ -384,10 +472,12 @@ impl KeyStore {
                 state.valid_until = Some(Instant::now() + self.settings.max_stale);
                 state.consecutive_failures = 0;
                 self.freshness.store(Freshness::Fresh as u8, Ordering::Relaxed);
+                let snap = Snapshot::new(&self.issuer, uri.as_str(), unix_now(), body);
+                if let Some(writer) = &self.blob {
+                    writer.clone().spawn_write(snap.clone(), state.generation);
+                }
                 if let Some(writer) = &self.snapshots {
-                    writer
-                        .clone()
-                        .spawn_write(Snapshot::new(&self.issuer, uri.as_str(), unix_now(), body), state.generation);
+                    writer.clone().spawn_write(snap, state.generation);
                 }
                 true
             }
@@ -540,6 +630,64 @@ impl SnapshotWriter {
                 Err(_) => {}
             }
         });
+    }
+}
+
+impl BlobWriter {
+    /// Queues `snapshot` of fetch `generation` (replacing an older queued one) and starts the
+    /// write task unless one runs. No lock is held across a storage call.
+    fn spawn_write(self: Arc<Self>, snapshot: Snapshot, generation: u64) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.as_ref().is_none_or(|(_, queued)| *queued < generation) {
+                *pending = Some((snapshot, generation));
+            }
+        }
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(async move {
+            loop {
+                let next = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match next {
+                    Some((snapshot, _)) => self.write(snapshot).await,
+                    None => {
+                        self.running.store(false, Ordering::Release);
+                        // A snapshot queued between the take and the store above: go on.
+                        let more = self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                        if !more || self.running.swap(true, Ordering::AcqRel) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    async fn write(&self, snapshot: Snapshot) {
+        let unchanged = self.known.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|(jwks, uri, at)| {
+            *jwks == snapshot.jwks
+                && *uri == snapshot.jwks_uri
+                && snapshot.fetched_at.saturating_sub(*at) < self.rewrite_after.as_secs()
+        });
+        if unchanged {
+            return;
+        }
+        let place = self.store.describe(&snapshot.issuer);
+        match self.store.store(&snapshot, self.rewrite_after).await {
+            Ok(stored) => {
+                self.failed.store(false, Ordering::Relaxed);
+                debug!(issuer = %snapshot.issuer, blob = %place, result = ?stored, "key set snapshot stored");
+                if matches!(stored, Stored::Written | Stored::Unchanged) {
+                    *self.known.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((snapshot.jwks, snapshot.jwks_uri, snapshot.fetched_at));
+                }
+            }
+            Err(error) if !self.failed.swap(true, Ordering::Relaxed) => {
+                warn!(issuer = %snapshot.issuer, blob = %place, error = %error, "key set snapshot not written");
+            }
+            Err(_) => {}
+        }
     }
 }
 

@@ -11,12 +11,14 @@
 
 pub mod bearer;
 pub mod binding;
+pub mod blob_snapshot;
 pub mod cache;
 pub mod claims;
 pub mod dpop;
 pub mod keys;
 pub mod keystore;
 pub mod policy;
+pub mod replay_table;
 pub mod rules;
 pub mod snapshot;
 pub mod step_up;
@@ -33,7 +35,7 @@ use serde_json::Value;
 pub use claims::{Claims, Organization};
 pub use keystore::KeyStore;
 
-use crate::config::{AuthConfig, TenantAllowList};
+use crate::config::{self, AuthConfig, TenantAllowList};
 use crate::error::{AuthError, ChallengeContext, TokenRejection};
 use cache::TokenCache;
 use keystore::KeyError;
@@ -60,6 +62,33 @@ pub struct Authenticator {
     client_cert_header: Option<http::HeaderName>,
     /// Decision-log reasons for an encrypted and an opaque token, naming the fix.
     diagnoses: [String; 2],
+    /// Bound on one start-up read of a blob snapshot.
+    http_timeout: Duration,
+    /// Strict DPoP single use across instances (`AUTH_DPOP_REPLAY_STORE=table`).
+    replay_table: Option<replay_table::ReplayTable>,
+}
+
+/// The one start-up line saying where scale-out state lives on this plan:
+/// `snapshots=home|blob|temp|dir|off` and `replay=memory|table` (the DPoP `jti` cache per
+/// instance, or also Table storage shared by all).
+fn log_scale_out_state(config: &AuthConfig, dir: Option<&std::path::Path>, blob: bool) {
+    let snapshots = match (&config.snapshots, dir) {
+        (_, None) if blob => "blob",
+        (_, None) => "off",
+        (config::SnapshotDir::Dir(_), Some(_)) => "dir",
+        (config::SnapshotDir::Default { app_service: Some(home) }, Some(dir)) if home == dir => "home",
+        (_, Some(_)) => "temp",
+    };
+    tracing::info!(
+        plan = config.hosting.name(),
+        shared_home = config.hosting.shared_home(),
+        snapshots,
+        replay = match config.replay_store {
+            config::ReplayStore::Memory => "memory",
+            config::ReplayStore::Table(_) => "table",
+        },
+        "scale-out state"
+    );
 }
 
 impl Authenticator {
@@ -68,13 +97,25 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, String> {
         let client = keystore::http_client(&config.jwks);
         let snapshots = snapshot::resolve(&config.snapshots);
+        let blob = match &config.snapshots {
+            config::SnapshotDir::Blob(blob) => Some(Arc::new(blob_snapshot::BlobSnapshots::new(
+                crate::storage::BlobClient::new(blob.account.clone(), client.clone()),
+                blob.secret.clone(),
+            ))),
+            _ => None,
+        };
+        log_scale_out_state(config, snapshots.as_deref(), blob.is_some());
         let issuers = config
             .issuers
             .iter()
             .map(|issuer| {
                 let store = KeyStore::new(issuer, config.jwks, client.clone())?;
-                Ok(Arc::new(match &snapshots {
+                let store = match &snapshots {
                     Some(dir) => store.with_snapshots(dir.clone()),
+                    None => store,
+                };
+                Ok(Arc::new(match &blob {
+                    Some(blob) => store.with_blob_snapshots(blob.clone()),
                     None => store,
                 }))
             })
@@ -107,6 +148,13 @@ impl Authenticator {
             dpop: dpop::DpopVerifier::new(&config.dpop, config.clock_skew),
             client_cert_header: config.client_cert_header.clone(),
             diagnoses: diagnoses(config),
+            http_timeout: config.jwks.http_timeout,
+            replay_table: match &config.replay_store {
+                config::ReplayStore::Memory => None,
+                config::ReplayStore::Table(account) => Some(replay_table::ReplayTable::new(
+                    crate::storage::TableClient::new(crate::storage::StorageAccount::clone(account), client.clone()),
+                )),
+            },
         })
     }
 
@@ -118,6 +166,15 @@ impl Authenticator {
             TokenRejection::Encrypted => Some(&self.diagnoses[0]),
             TokenRejection::Opaque => Some(&self.diagnoses[1]),
             _ => None,
+        }
+    }
+
+    /// Reads key set snapshots kept in the storage account (`AUTH_JWKS_SNAPSHOT_DIR=blob`),
+    /// one issuer after the other, each bounded by the HTTP timeout: at start-up, before the
+    /// refreshers and before serving. Does nothing for file snapshots (read in [`Authenticator::new`]).
+    pub async fn load_shared_snapshots(&self) {
+        for store in &self.issuers {
+            let _ = tokio::time::timeout(self.http_timeout, store.load_blob_snapshot()).await;
         }
     }
 

@@ -61,6 +61,10 @@ pub enum Ignored {
     /// Dated in the future beyond clock tolerance.
     #[error("dated in the future")]
     FromTheFuture,
+    /// Its HMAC does not verify under `AUTH_SNAPSHOT_SECRET`: written by someone without
+    /// the secret (or with another one), or altered since.
+    #[error("authentication check failed (not sealed with AUTH_SNAPSHOT_SECRET)")]
+    BadSeal,
 }
 
 impl Snapshot {
@@ -73,9 +77,14 @@ impl Snapshot {
 /// The file holding `issuer`'s snapshot in `dir`: one per issuer, named by a hash so any
 /// issuer string gives a safe file name.
 pub fn path_for(dir: &Path, issuer: &str) -> PathBuf {
+    dir.join(file_name(issuer))
+}
+
+/// `jwks-<first 16 bytes of SHA-256(issuer), hex>.json`: the file (and blob) name of `issuer`'s snapshot.
+pub fn file_name(issuer: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, issuer.as_bytes());
     let hex: String = digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("jwks-{hex}.json"))
+    format!("jwks-{hex}.json")
 }
 
 /// Age of a snapshot fetched at `fetched_at` when it is `now` (Unix seconds), if it may
@@ -136,7 +145,8 @@ pub fn resolve(setting: &SnapshotDir) -> Option<PathBuf> {
         warn!(dir = %dir.display(), error = %why, "key set snapshot folder unusable; snapshots off");
     };
     match setting {
-        SnapshotDir::Off => None,
+        // Blob snapshots are no folder (`super::blob_snapshot`).
+        SnapshotDir::Off | SnapshotDir::Blob(_) => None,
         SnapshotDir::Dir(dir) => match create_private_dir(dir) {
             Ok(()) => Some(dir.clone()),
             Err(e) => {
@@ -258,6 +268,18 @@ pub fn read(
         return Err(Ignored::Corrupt);
     }
     let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|_| Ignored::Corrupt)?;
+    check(snapshot, issuer, jwks_uri, now, max_stale)
+}
+
+/// The checks every snapshot passes wherever it was kept: this format version, `issuer`,
+/// `jwks_uri` when configured, and young enough at `now`.
+pub fn check(
+    snapshot: Snapshot,
+    issuer: &str,
+    jwks_uri: Option<&str>,
+    now: u64,
+    max_stale: Duration,
+) -> Result<(Snapshot, Duration), Ignored> {
     if snapshot.version != VERSION {
         return Err(Ignored::Corrupt);
     }

@@ -121,7 +121,7 @@ pub fn ensure_mcp_client_installed() {
 /// `npm ci` in `dir` (pinned by its package-lock.json) unless `node_modules/{marker}` is
 /// there. Installs into a private directory and renames it into place, so concurrent test
 /// processes never see half an install.
-fn ensure_npm_installed(dir: &Path, marker: &str, what: &str) {
+pub fn ensure_npm_installed(dir: &Path, marker: &str, what: &str) {
     if dir.join("node_modules").join(marker).is_dir() {
         return;
     }
