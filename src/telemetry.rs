@@ -318,10 +318,9 @@ fn digits(out: &mut [u8], mut value: u64) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` for Unix seconds (proleptic Gregorian calendar, UTC).
-fn date_time(unix: u64) -> [u8; 19] {
-    let (days, rest) = (unix / 86_400, unix % 86_400);
-    // Days to civil date (H. Hinnant's algorithm), era-based from 0000-03-01.
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
+/// algorithm, era-based from 0000-03-01).
+pub(crate) fn civil_date(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
@@ -330,7 +329,13 @@ fn date_time(unix: u64) -> [u8; 19] {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    (yoe + era * 400 + u64::from(month <= 2), month, day)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for Unix seconds (proleptic Gregorian calendar, UTC).
+fn date_time(unix: u64) -> [u8; 19] {
+    let (days, rest) = (unix / 86_400, unix % 86_400);
+    let (year, month, day) = civil_date(days);
     let mut out = *b"0000-00-00T00:00:00";
     digits(&mut out[0..4], year.min(9_999));
     digits(&mut out[5..7], month);
