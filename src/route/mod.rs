@@ -4,9 +4,9 @@
 //! `RouteCollection`, `DefaultInlineConstraintResolver`, `TemplateMatcher` over
 //! `RoutePatternMatcher`); this module is a port of those parts:
 //!
-//! - [`parse`]: `RoutePatternParser` / `RouteParameterParser`: segments of literal and
+//! - `parse`: `RoutePatternParser` / `RouteParameterParser`: segments of literal and
 //!   parameter parts, escaped braces, `/` inside a parameter, `~/`, and every refusal;
-//! - [`constraint`]: the inline constraints .NET 8 registers and how each checks a value;
+//! - `constraint`: the inline constraints .NET 8 registers and how each checks a value;
 //! - here: `RoutePatternMatcher.TryMatch` (segment walk, empty segments refused, catch-all
 //!   remainders kept as they are, defaults and optional values) and `MatchComplexSegment`
 //!   (right-to-left literal search in segments such as `{name}.{ext}`), then the route's

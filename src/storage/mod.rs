@@ -197,7 +197,7 @@ pub enum StorageError {
     /// An answer other than the ones the caller handles.
     #[error("storage answered {0}")]
     Status(u16),
-    /// A blob larger than [`MAX_BLOB_BYTES`].
+    /// A blob larger than `MAX_BLOB_BYTES`.
     #[error("blob larger than {MAX_BLOB_BYTES} bytes")]
     TooLarge,
     /// No token from the managed identity endpoint.
