@@ -439,7 +439,7 @@ async fn invoke(state: &AppState, index: usize, request: Request) -> Response<Bo
     let body_limit = usize::try_from(state.body_limit(index).min(ENVELOPE_BODY_CAP)).unwrap_or(usize::MAX);
     let limit = body_limit.saturating_add(ENVELOPE_OVERHEAD_BYTES);
     let (host, body) = request.into_parts();
-    let Ok(envelope) = axum::body::to_bytes(body, limit).await else {
+    let Some(envelope) = body::collect(body, limit).await else {
         let correlation = Correlation::from_headers(&host.headers);
         let (invocation_id, trace_id, parent_id) =
             (correlation.invocation_id(), correlation.trace_id(), correlation.parent_id());
@@ -670,7 +670,7 @@ async fn http_result(
     };
     let (parts, body) = response.into_parts();
     // Handler bodies are small text; a body that fails to collect becomes empty.
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = body::collect(body, usize::MAX).await.unwrap_or_default();
     let binding = spec.output.as_deref().unwrap_or("res");
     let http = HttpAnswer { binding, status: parts.status, headers: &parts.headers, body: &body };
     let outputs: Vec<OutputValue<'_>> =
@@ -787,10 +787,25 @@ impl Decision<'_> {
             parent_id = correlation.parent_id(),
         );
         if let Some(logs) = logs {
-            logs.push(format!(
-                "auth decision: function={function} outcome={outcome} status={status} reason={reason} client_id={} sub={}",
-                caller.client, caller.subject
-            ));
+            // Pieces pushed one by one: `format!` with six arguments costs several times this.
+            let status = StatusCode::from_u16(*status).ok();
+            let parts = [
+                "auth decision: function=",
+                function,
+                " outcome=",
+                outcome,
+                " status=",
+                status.as_ref().map_or("000", StatusCode::as_str),
+                " reason=",
+                reason,
+                " client_id=",
+                caller.client,
+                " sub=",
+                caller.subject,
+            ];
+            let mut line = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+            parts.iter().for_each(|part| line.push_str(part));
+            logs.push(line);
         }
     }
 }

@@ -85,6 +85,32 @@ impl http_body::Body for Watched {
     }
 }
 
+/// Collects `body` whole, up to `limit` bytes (`None` past it, or when the body fails). A
+/// body that comes in one frame, as the host's envelopes and buffered answers do, is
+/// returned as that frame's bytes: no buffer list, no copy. Trailers are dropped.
+pub(crate) async fn collect(mut body: Body, limit: usize) -> Option<Bytes> {
+    use http_body_util::BodyExt;
+    let mut whole: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else { continue };
+        let so_far = whole.as_ref().map_or(joined.len(), Bytes::len);
+        if so_far.saturating_add(data.len()) > limit {
+            return None;
+        }
+        match whole.take() {
+            None if joined.is_empty() => whole = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(first) => {
+                joined.reserve(first.len() + data.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Some(whole.unwrap_or_else(|| Bytes::from(joined)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +144,16 @@ mod tests {
         let Admitted::Watched(body, exceeded) = admit(chunked(&["abc", "def", "g"]), 6) else { panic!("not watched") };
         let error = axum::body::to_bytes(body, usize::MAX).await.unwrap_err();
         assert!(exceeded.get(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn collect_keeps_one_frame_as_it_is_and_joins_several_up_to_the_limit() {
+        let one = Bytes::from_static(b"one frame");
+        let whole = collect(Body::from(one.clone()), 9).await.unwrap();
+        assert_eq!(whole.as_ptr(), one.as_ptr(), "a single frame is not copied");
+        assert_eq!(collect(chunked(&["abc", "", "def", "g"]), 7).await.unwrap(), "abcdefg");
+        assert_eq!(collect(chunked(&["abc", "def", "g"]), 6).await, None);
+        assert_eq!(collect(Body::from("x".repeat(11)), 10).await, None);
+        assert_eq!(collect(Body::empty(), 0).await.unwrap(), "");
     }
 }

@@ -3,9 +3,10 @@
 //! the result envelope written back to the host.
 //!
 //! Input: the raw POST body the host would send.
-//! Checked: never panics; a parsed request's `Authorization` header goes through
-//! `bearer_token` without panicking; the answer envelope is always valid JSON with the
-//! response under `Outputs.res`.
+//! Checked: never panics; input serde_json does not take as JSON is refused as not JSON
+//! (the envelope reader is hand-written: this holds it to serde_json's grammar); a parsed
+//! request's `Authorization` header goes through `bearer_token` without panicking; the
+//! answer envelope is always valid JSON with the response under `Outputs.res`.
 
 #![no_main]
 
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 
 use azfn_auth::auth::bearer::bearer_token;
 use azfn_auth::layout::{AppLayout, FunctionSpec};
-use azfn_auth::protocol::invocation::{Bytes, Shape, http_invocation, to_invocation_result};
+use azfn_auth::protocol::invocation::{Bytes, EnvelopeError, Shape, http_invocation, to_invocation_result};
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -32,7 +33,11 @@ fn spec() -> &'static FunctionSpec {
 fuzz_target!(|data: &[u8]| {
     let spec = spec();
     let shape = Shape { trigger: &spec.trigger, inputs: &["order"] };
-    let Ok(invocation) = http_invocation(shape, &Bytes::copy_from_slice(data)) else { return };
+    let parsed = http_invocation(shape, &Bytes::copy_from_slice(data));
+    if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
+        assert!(matches!(parsed, Err(EnvelopeError::NotJson)), "not JSON, yet read as {parsed:?}");
+    }
+    let Ok(invocation) = parsed else { return };
     if let Some(route) = &spec.route {
         let _ = route.accept_values(invocation.params.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
     }

@@ -7,16 +7,15 @@
 pub use axum::body::Bytes;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
+
+use super::scan::{self, Kind, NotJson, Scan};
 
 /// Most header lines taken from an envelope. The host's own server (Kestrel) refuses
 /// requests with more than 100 headers, so anything near this is not from a real client.
@@ -122,80 +121,60 @@ pub fn to_http_request(trigger: &str, envelope: &[u8]) -> Result<http::Request<B
 /// Converts an HTTP trigger's envelope, already in [`Bytes`] (as read from the host):
 /// header values and bodies without escapes share its memory instead of being copied.
 ///
-/// One pass over the envelope, borrowing from it: `Data.<trigger>` is read into typed
-/// fields (strings borrowed unless they hold escapes); `Metadata` (which mirrors the
-/// client's JSON body), undeclared bindings and other trigger members are skipped without
-/// building anything, so a crafted body cannot inflate memory. Members of the wrong JSON
-/// type are consumed and reported as the matching [`EnvelopeError`].
+/// One pass over the envelope ([`scan`]), borrowing from it: `Data.<trigger>` is read
+/// member by member (strings borrowed unless they hold escapes), header lines go straight
+/// into the request's header map; `Metadata` (which mirrors the client's JSON body),
+/// undeclared bindings and other trigger members are skipped without building anything, so
+/// a crafted body cannot inflate memory. The whole envelope must be JSON; members of the
+/// wrong JSON type are consumed and reported as the matching [`EnvelopeError`].
 pub fn http_invocation(shape: Shape<'_>, envelope: &Bytes) -> Result<HttpInvocation, EnvelopeError> {
     let text = envelope_text(envelope)?;
-    let mut reader = serde_json::Deserializer::from_str(text);
-    let root = Root { shape, http: true, metadata: false }
-        .deserialize(&mut reader)
-        .and_then(|root| reader.end().map(|()| root))
-        .map_err(|_| EnvelopeError::NotJson)?;
+    let root = read_envelope(text, shape, Mode::Http(envelope)).map_err(|NotJson| EnvelopeError::NotJson)?;
     let inputs = root.inputs(envelope);
-    let Some(Payload::Http(Trigger(Some(req)))) = root.trigger else {
+    let Some(Trigger::Http(req)) = root.trigger else {
         return Err(EnvelopeError::MissingTrigger(shape.trigger.to_owned()));
     };
 
     let method = match req.method {
-        Some(Text::Str(method)) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
+        Some(Some(method)) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
             Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
         }
-        Some(Text::Str(method)) => Method::from_bytes(method.as_bytes()).ok(),
+        Some(Some(method)) => Method::from_bytes(method.as_bytes()).ok(),
         _ => None,
     }
     .ok_or(EnvelopeError::BadMethod)?;
     // The URL is informative only (the function is already chosen); keep path and query.
     let uri = match &req.url {
-        Some(Text::Str(url)) => url.parse::<Uri>().ok().and_then(|u| u.into_parts().path_and_query),
+        Some(Some(url)) => path_and_query(envelope, url),
         _ => None,
     }
     .map_or_else(|| Uri::from_static("/"), Uri::from);
 
-    let mut headers = HeaderMap::new();
-    match req.headers {
-        None => {}
-        Some(HeaderList::Invalid) => return Err(EnvelopeError::BadHeaders),
-        Some(HeaderList::Lines(lines)) => {
-            for (name, values) in lines {
-                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EnvelopeError::BadHeaders)?;
-                // The host sends every header as an array; each entry is one header line.
-                for value in values {
-                    let Text::Str(value) = value else { return Err(EnvelopeError::BadHeaders) };
-                    let value = header_value(envelope, &value).map_err(|_| EnvelopeError::BadHeaders)?;
-                    if headers.len() >= MAX_HEADER_LINES {
-                        return Err(EnvelopeError::BadHeaders);
-                    }
-                    // `append` would panic past the map's capacity; `try_append` reports it.
-                    headers.try_append(&name, value).map_err(|_| EnvelopeError::BadHeaders)?;
-                }
-            }
-        }
-    }
+    let headers = match req.headers {
+        Headers::Absent => HeaderMap::new(),
+        Headers::Read(headers) => headers,
+        Headers::Invalid => return Err(EnvelopeError::BadHeaders),
+    };
 
     let body = match req.body {
-        None => Bytes::new(),
-        Some(raw) if raw.get() == "null" => Bytes::new(),
-        Some(raw) => match serde_json::from_str::<Text<'_>>(raw.get()) {
-            Ok(Text::Str(text)) => {
-                let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-                let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
-                    || content_type.to_ascii_lowercase().contains("multipart/");
-                // The host base64-encodes exactly these content types.
-                match (binary.then(|| STANDARD.decode(text.as_bytes()).ok()).flatten(), text) {
-                    (Some(bytes), _) => Bytes::from(bytes),
-                    (None, Cow::Borrowed(text)) => share(envelope, text),
-                    (None, Cow::Owned(text)) => Bytes::from(text),
-                }
+        None | Some("null") => Bytes::new(),
+        Some(raw) if raw.starts_with('"') => {
+            let text = scan::Reader::new(raw).string().map_err(|NotJson| EnvelopeError::NotJson)?;
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let binary = content_type.eq_ignore_ascii_case("application/octet-stream")
+                || content_type.to_ascii_lowercase().contains("multipart/");
+            // The host base64-encodes exactly these content types.
+            match (binary.then(|| STANDARD.decode(text.as_bytes()).ok()).flatten(), text) {
+                (Some(bytes), _) => Bytes::from(bytes),
+                (None, Cow::Borrowed(text)) => share(envelope, text),
+                (None, Cow::Owned(text)) => Bytes::from(text),
             }
-            _ => share(envelope, raw.get()),
-        },
+        }
+        Some(raw) => share(envelope, raw),
     };
     let params = match req.params {
-        None => Vec::new(),
-        Some(raw) => route_params(raw.get())?,
+        None | Some("{}") => Vec::new(),
+        Some(raw) => route_params(raw)?,
     };
 
     let mut request = http::Request::new(body);
@@ -208,31 +187,59 @@ pub fn http_invocation(shape: Shape<'_>, envelope: &Bytes) -> Result<HttpInvocat
 /// Converts a non-HTTP trigger's envelope.
 pub fn trigger_invocation(shape: Shape<'_>, envelope: &Bytes) -> Result<TriggerInvocation, EnvelopeError> {
     let text = envelope_text(envelope)?;
-    let mut reader = serde_json::Deserializer::from_str(text);
-    let root = Root { shape, http: false, metadata: true }
-        .deserialize(&mut reader)
-        .and_then(|root| reader.end().map(|()| root))
-        .map_err(|_| EnvelopeError::NotJson)?;
+    let root = read_envelope(text, shape, Mode::Raw).map_err(|NotJson| EnvelopeError::NotJson)?;
     let inputs = root.inputs(envelope);
     let payload = match root.trigger {
-        Some(Payload::Raw(raw)) => share(envelope, raw.get()),
+        Some(Trigger::Raw(raw)) => share(envelope, raw),
         _ if root.data_seen => Bytes::from_static(b"null"),
         _ => return Err(EnvelopeError::MissingTrigger(shape.trigger.to_owned())),
     };
     let metadata = match root.metadata {
-        Some(raw) if raw.get().starts_with('{') => share(envelope, raw.get()),
+        Some(raw) if raw.starts_with('{') => share(envelope, raw),
         _ => Bytes::from_static(b"{}"),
     };
     Ok(TriggerInvocation { payload, metadata, inputs })
 }
 
-/// The envelope as text: a JSON object (serde would also read a map from an array), UTF-8
-/// checked once here so strings borrowed later are not checked again.
+/// The envelope as text: a JSON object, UTF-8 checked once here so strings borrowed later
+/// are not checked again.
 fn envelope_text(envelope: &Bytes) -> Result<&str, EnvelopeError> {
     if envelope.trim_ascii_start().first() != Some(&b'{') {
         return Err(EnvelopeError::NotJson);
     }
     std::str::from_utf8(envelope).map_err(|_| EnvelopeError::NotJson)
+}
+
+/// The path and query of the request URL the host saw (`https://host/api/x?y=1` gives
+/// `/api/x?y=1`), sharing the envelope's memory; `None` if it is not an absolute URL or
+/// a path, or the path is not one `http` takes.
+fn path_and_query(envelope: &Bytes, url: &str) -> Option<PathAndQuery> {
+    let bytes = url.as_bytes();
+    let start = if bytes.first() == Some(&b'/') {
+        0
+    } else {
+        // scheme "://" authority, then the path; a byte search (str patterns cost more
+        // than the whole URL here).
+        let colon = bytes.iter().position(|&b| b == b':')?;
+        let scheme = &bytes[..colon];
+        if scheme.is_empty() || !scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
+            return None;
+        }
+        let host = colon + 3;
+        if bytes.get(colon..host) != Some(b"://".as_slice()) {
+            return None;
+        }
+        let length = bytes[host..].iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(bytes.len() - host);
+        // An authority at all, without spaces or controls; the host's own URL always passes.
+        if length == 0 || bytes[host..host + length].iter().any(|&b| b <= b' ') {
+            return None;
+        }
+        host + length
+    };
+    match bytes.get(start) {
+        None | Some(b'#') => None,
+        Some(_) => PathAndQuery::from_maybe_shared(share(envelope, &url[start..])).ok(),
+    }
 }
 
 /// `Params`: an object of parameter names to strings, or `null` for an unmatched optional
@@ -268,345 +275,178 @@ fn share(envelope: &Bytes, text: &str) -> Bytes {
     }
 }
 
-/// The members of the HTTP trigger this handler reads (`Query`, `Params`, `Identities`
-/// are skipped: the URL carries the query, identities are not ours to trust).
-#[derive(Deserialize)]
-struct HttpTrigger<'a> {
-    #[serde(rename = "Method", alias = "method", borrow)]
-    method: Option<Text<'a>>,
-    #[serde(rename = "Url", alias = "url", borrow)]
-    url: Option<Text<'a>>,
-    #[serde(rename = "Headers", alias = "headers", borrow)]
-    headers: Option<HeaderList<'a>>,
-    #[serde(rename = "Body", alias = "body", borrow)]
-    body: Option<&'a RawValue>,
-    #[serde(rename = "Params", alias = "params", borrow)]
-    params: Option<&'a RawValue>,
+/// How `Data.<trigger>` is read: member by member for an HTTP trigger (header values then
+/// share the envelope's memory), as raw JSON text (with `Metadata`) for other triggers.
+#[derive(Clone, Copy)]
+enum Mode<'e> {
+    Http(&'e Bytes),
+    Raw,
 }
 
-/// The envelope's members this edge reads: `Data.<trigger>` (typed for HTTP triggers, raw
-/// otherwise), the declared input bindings (raw), and `Metadata` (raw, when asked for).
-/// Everything else is skipped unread; a repeated member counts once (the last one).
-struct Root<'s> {
-    shape: Shape<'s>,
-    http: bool,
-    metadata: bool,
-}
-
-/// What [`Root`] read.
-struct Envelope<'de> {
-    trigger: Option<Payload<'de>>,
-    inputs: Vec<(Cow<'de, str>, &'de RawValue)>,
-    metadata: Option<&'de RawValue>,
+/// What [`read_envelope`] read. A repeated member counts once (the last one).
+struct Envelope<'a> {
+    trigger: Option<Trigger<'a>>,
+    inputs: Vec<(Cow<'a, str>, &'a str)>,
+    metadata: Option<&'a str>,
     data_seen: bool,
 }
 
 impl Envelope<'_> {
     fn inputs(&self, envelope: &Bytes) -> InputValues {
-        InputValues(self.inputs.iter().map(|(name, raw)| (name.to_string(), share(envelope, raw.get()))).collect())
+        InputValues(self.inputs.iter().map(|(name, raw)| (name.to_string(), share(envelope, raw))).collect())
     }
 }
 
 /// `Data.<trigger>`.
-enum Payload<'de> {
-    Http(Trigger<'de>),
-    Raw(&'de RawValue),
+enum Trigger<'a> {
+    /// An HTTP trigger's members.
+    Http(HttpTrigger<'a>),
+    /// Not an object (an HTTP trigger then has no request).
+    NotObject,
+    /// Any other trigger's value, as JSON text.
+    Raw(&'a str),
 }
 
-impl<'de, 's> DeserializeSeed<'de> for Root<'s> {
-    type Value = Envelope<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
+/// The members of the HTTP trigger this handler reads (`Query`, `Params`, `Identities`
+/// are skipped: the URL carries the query, identities are not ours to trust). `Method`
+/// and `Url` are `Some(None)` when they are not strings. Each may appear once, in either
+/// spelling (`Method` or `method`); a repeat makes the envelope invalid.
+#[derive(Default)]
+struct HttpTrigger<'a> {
+    method: Option<Option<Cow<'a, str>>>,
+    url: Option<Option<Cow<'a, str>>>,
+    headers: Headers,
+    body: Option<&'a str>,
+    params: Option<&'a str>,
 }
 
-impl<'de, 's> Visitor<'de> for Root<'s> {
-    type Value = Envelope<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an invocation envelope")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut envelope = Envelope { trigger: None, inputs: Vec::new(), metadata: None, data_seen: false };
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            match &key {
-                Text::Str(k) if k == "Data" || k == "data" => {
-                    envelope.data_seen = true;
-                    let data = map.next_value_seed(Data { shape: self.shape, http: self.http })?;
-                    envelope.trigger = data.0;
-                    envelope.inputs = data.1;
-                }
-                Text::Str(k) if self.metadata && (k == "Metadata" || k == "metadata") => {
-                    envelope.metadata = Some(map.next_value()?);
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(envelope)
-    }
-}
-
-/// `Data`: the trigger and the declared inputs.
-#[derive(Clone, Copy)]
-struct Data<'s> {
-    shape: Shape<'s>,
-    http: bool,
-}
-
-type DataMembers<'de> = (Option<Payload<'de>>, Vec<(Cow<'de, str>, &'de RawValue)>);
-
-impl<'de, 's> DeserializeSeed<'de> for Data<'s> {
-    type Value = DataMembers<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de, 's> Visitor<'de> for Data<'s> {
-    type Value = DataMembers<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an object with a member {:?}", self.shape.trigger)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut trigger, mut inputs) = (None, Vec::new());
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            let Text::Str(key) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if key == self.shape.trigger {
-                trigger = Some(if self.http {
-                    Payload::Http(map.next_value::<Trigger<'de>>()?)
-                } else {
-                    Payload::Raw(map.next_value::<&'de RawValue>()?)
-                });
-            } else if self.shape.inputs.contains(&key.as_ref()) {
-                let raw = map.next_value::<&'de RawValue>()?;
-                inputs.retain(|(name, _): &(Cow<'de, str>, &'de RawValue)| *name != key);
-                inputs.push((key, raw));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok((trigger, inputs))
-    }
-}
-
-/// How a member is read without failing on the wrong JSON type: strings, arrays and
-/// objects as the type says; anything else (and whatever a type does not take) is
-/// consumed and becomes [`Lenient::other`], which the caller reports as its own error.
-trait Lenient<'de>: Sized {
-    /// The value for a JSON type this member does not take.
-    fn other() -> Self;
-
-    /// A JSON string (borrowed from the envelope when it has no escapes).
-    fn string(_: Cow<'de, str>) -> Self {
-        Self::other()
-    }
-
-    /// A JSON array.
-    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Self::other())
-    }
-
-    /// A JSON object.
-    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Self::other())
-    }
-}
-
-/// The serde visitor behind every [`Lenient`] type.
-struct LenientVisitor<T>(PhantomData<T>);
-
-/// `Deserialize` for a [`Lenient`] type.
-fn lenient<'de, D: Deserializer<'de>, T: Lenient<'de>>(deserializer: D) -> Result<T, D::Error> {
-    deserializer.deserialize_any(LenientVisitor(PhantomData))
-}
-
-impl<'de, T: Lenient<'de>> Visitor<'de> for LenientVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<T, E> {
-        Ok(T::string(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<T, E> {
-        Ok(T::string(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<T, E> {
-        Ok(T::string(Cow::Owned(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        T::array(seq)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::object(map)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
-        Ok(T::other())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
-        Ok(T::other())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
-        Ok(T::other())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
-        Ok(T::other())
-    }
-
-    fn visit_unit<E>(self) -> Result<T, E> {
-        Ok(T::other())
-    }
-}
-
-/// `Data.<trigger>`: the trigger's members if it is an object.
-struct Trigger<'a>(Option<HttpTrigger<'a>>);
-
-impl<'de: 'a, 'a> Lenient<'de> for Trigger<'a> {
-    fn other() -> Self {
-        Self(None)
-    }
-
-    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        HttpTrigger::deserialize(MapAccessDeserializer::new(map)).map(|t| Self(Some(t)))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Trigger<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient(deserializer)
-    }
-}
-
-/// A JSON string, or [`Text::Other`] for any other value.
-enum Text<'a> {
-    Str(Cow<'a, str>),
-    Other,
-}
-
-impl<'de: 'a, 'a> Lenient<'de> for Text<'a> {
-    fn other() -> Self {
-        Self::Other
-    }
-
-    fn string(text: Cow<'de, str>) -> Self {
-        Self::Str(text)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient(deserializer)
-    }
-}
-
-/// `Headers`: an object of header names to a string or an array of strings (one per
-/// header line), in envelope order; anything else is [`HeaderList::Invalid`].
-enum HeaderList<'a> {
-    Lines(Vec<(Cow<'a, str>, Values<'a>)>),
+/// `Headers`, read into the request's header map as it is scanned.
+#[derive(Default)]
+enum Headers {
+    #[default]
+    Absent,
+    Read(HeaderMap),
+    /// Not an object of strings or string arrays, a name or value that is not a header,
+    /// or more than [`MAX_HEADER_LINES`] lines: the rest was only read through.
     Invalid,
 }
 
-impl<'de: 'a, 'a> Lenient<'de> for HeaderList<'a> {
-    fn other() -> Self {
-        Self::Invalid
-    }
-
-    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut lines = Vec::new();
-        let mut count = 0usize;
-        let mut valid = true;
-        while let Some((name, values)) = map.next_entry::<Text<'a>, Values<'a>>()? {
-            count = count.saturating_add(values.len());
-            match name {
-                // Past the line cap nothing more is kept: the rest is only read through.
-                Text::Str(name) if valid && values.valid && count <= MAX_HEADER_LINES => lines.push((name, values)),
-                _ => {
-                    valid = false;
-                    lines = Vec::new();
+/// Reads the envelope's members this edge uses: `Data.<trigger>`, the declared input
+/// bindings (raw), and `Metadata` (raw, for non-HTTP triggers); everything else is skipped.
+fn read_envelope<'a>(text: &'a str, shape: Shape<'_>, mode: Mode<'_>) -> Scan<Envelope<'a>> {
+    let mut envelope = Envelope { trigger: None, inputs: Vec::new(), metadata: None, data_seen: false };
+    let mut reader = scan::Reader::new(text);
+    reader.object(|r, key| match key.as_ref() {
+        "Data" | "data" => {
+            envelope.data_seen = true;
+            envelope.trigger = None;
+            envelope.inputs.clear();
+            r.object(|r, key| {
+                if key == shape.trigger {
+                    envelope.trigger = Some(match mode {
+                        Mode::Http(bytes) if r.peek()? == Kind::Object => Trigger::Http(read_http_trigger(r, bytes)?),
+                        Mode::Http(_) => r.skip().map(|()| Trigger::NotObject)?,
+                        Mode::Raw => Trigger::Raw(r.raw()?),
+                    });
+                } else if shape.inputs.contains(&key.as_ref()) {
+                    let raw = r.raw()?;
+                    envelope.inputs.retain(|(name, _)| *name != key);
+                    envelope.inputs.push((key, raw));
+                } else {
+                    r.skip()?;
                 }
+                Ok(())
+            })
+        }
+        "Metadata" | "metadata" if matches!(mode, Mode::Raw) => {
+            envelope.metadata = Some(r.raw()?);
+            Ok(())
+        }
+        _ => r.skip(),
+    })?;
+    reader.end()?;
+    Ok(envelope)
+}
+
+/// `Data.<trigger>` of an HTTP trigger (the reader is at its `{`).
+fn read_http_trigger<'a>(reader: &mut scan::Reader<'a>, envelope: &Bytes) -> Scan<HttpTrigger<'a>> {
+    /// A member read once; a second time (in either spelling) is invalid.
+    fn once<T>(slot: &mut Option<T>, value: T) -> Scan<()> {
+        if slot.replace(value).is_some() { Err(NotJson) } else { Ok(()) }
+    }
+    let mut trigger = HttpTrigger::default();
+    let mut headers_seen = false;
+    reader.object(|r, key| match key.as_ref() {
+        "Method" | "method" => {
+            let method = text(r)?;
+            once(&mut trigger.method, method)
+        }
+        "Url" | "url" => {
+            let url = text(r)?;
+            once(&mut trigger.url, url)
+        }
+        "Headers" | "headers" => {
+            if std::mem::replace(&mut headers_seen, true) {
+                return Err(NotJson);
+            }
+            trigger.headers = read_headers(r, envelope)?;
+            Ok(())
+        }
+        "Body" | "body" => {
+            let raw = r.raw()?;
+            once(&mut trigger.body, raw)
+        }
+        "Params" | "params" => {
+            let raw = r.raw()?;
+            once(&mut trigger.params, raw)
+        }
+        _ => r.skip(),
+    })?;
+    Ok(trigger)
+}
+
+/// A string member, or `None` (consumed) for any other JSON type.
+fn text<'a>(reader: &mut scan::Reader<'a>) -> Scan<Option<Cow<'a, str>>> {
+    if reader.peek()? == Kind::String { reader.string().map(Some) } else { reader.skip().map(|()| None) }
+}
+
+/// `Headers`: an object of header names to a string or an array of strings (one header
+/// line per entry), each line appended to the map in envelope order.
+fn read_headers(reader: &mut scan::Reader<'_>, envelope: &Bytes) -> Scan<Headers> {
+    if reader.peek()? != Kind::Object {
+        reader.skip()?;
+        return Ok(Headers::Invalid);
+    }
+    let mut map = HeaderMap::with_capacity(16);
+    let mut valid = true;
+    reader.object(|r, name| {
+        let name = if valid { HeaderName::from_bytes(name.as_bytes()).ok() } else { None };
+        let mut line = |r: &mut scan::Reader<'_>| {
+            let value = text(r)?;
+            let Some(name) = &name else { return Ok(()) };
+            let value = value.and_then(|value| header_value(envelope, &value).ok());
+            // `append` would panic past the map's capacity; `try_append` reports it.
+            let appended = match value {
+                Some(value) if map.len() < MAX_HEADER_LINES => map.try_append(name, value).is_ok(),
+                _ => false,
+            };
+            valid &= appended;
+            Ok(())
+        };
+        match r.peek()? {
+            Kind::String => line(r)?,
+            Kind::Array => r.array(&mut line)?,
+            _ => {
+                r.skip()?;
+                valid = false;
             }
         }
-        Ok(if valid { Self::Lines(lines) } else { Self::Invalid })
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient(deserializer)
-    }
-}
-
-/// One header's values: a string is one line, an array one line per entry (entries that
-/// are not strings stay [`Text::Other`]); anything else is not `valid`. The first line is
-/// held inline: the host sends one-entry arrays, which then need no allocation.
-struct Values<'a> {
-    first: Option<Text<'a>>,
-    rest: Vec<Text<'a>>,
-    valid: bool,
-}
-
-impl<'a> Values<'a> {
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-}
-
-impl<'a> IntoIterator for Values<'a> {
-    type Item = Text<'a>;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<Text<'a>>, std::vec::IntoIter<Text<'a>>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.first.into_iter().chain(self.rest)
-    }
-}
-
-impl<'de: 'a, 'a> Lenient<'de> for Values<'a> {
-    fn other() -> Self {
-        Self { first: None, rest: Vec::new(), valid: false }
-    }
-
-    fn string(text: Cow<'de, str>) -> Self {
-        Self { first: Some(Text::Str(text)), rest: Vec::new(), valid: true }
-    }
-
-    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut values = Self { first: seq.next_element::<Text<'a>>()?, rest: Vec::new(), valid: true };
-        while let Some(value) = seq.next_element::<Text<'a>>()? {
-            // One past the cap is enough for the caller to refuse the envelope.
-            if values.rest.len() < MAX_HEADER_LINES {
-                values.rest.push(value);
-            }
+        if name.is_none() {
+            valid = false;
         }
-        Ok(values)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient(deserializer)
-    }
+        Ok(())
+    })?;
+    Ok(if valid { Headers::Read(map) } else { Headers::Invalid })
 }
 
 /// The HTTP response for the caller, in the function's `http` output binding.
@@ -634,49 +474,6 @@ pub struct OutputValue<'a> {
     pub verbatim: bool,
 }
 
-/// The HTTP output the host turns into the client's response.
-#[derive(Serialize)]
-struct HttpOutput<'a> {
-    /// `statusCode`, not `status`, which the host ignores.
-    #[serde(rename = "statusCode")]
-    status_code: u16,
-    headers: StringHeaders<'a>,
-    /// A string, so the host writes it verbatim.
-    body: Cow<'a, str>,
-}
-
-impl<'a> HttpOutput<'a> {
-    fn new(answer: &HttpAnswer<'a>) -> Self {
-        Self {
-            status_code: answer.status.as_u16(),
-            headers: StringHeaders(answer.headers),
-            body: String::from_utf8_lossy(answer.body),
-        }
-    }
-}
-
-/// Response headers as one JSON string per name (repeated headers joined with `, `): the
-/// host stringifies any other value into an invalid header.
-struct StringHeaders<'a>(&'a HeaderMap);
-
-impl Serialize for StringHeaders<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.keys_len()))?;
-        for name in self.0.keys() {
-            let mut values = self.0.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
-            let mut joined = values.next().unwrap_or_default();
-            for value in values {
-                let joined = joined.to_mut();
-                joined.push_str(", ");
-                joined.push_str(&value);
-            }
-            map.serialize_entry(name.as_str(), &joined)?;
-        }
-        map.end()
-    }
-}
-
 /// An output value as the host must receive it. The host decodes any string that happens
 /// to be valid base64 into bytes (`"test"`, `"abcd"`, PROTOCOL.md §5.2), so a string goes
 /// out base64-encoded: the binding then always receives its UTF-8 bytes. Objects, arrays,
@@ -692,67 +489,109 @@ impl Serialize for Encoded<'_> {
     }
 }
 
-#[derive(Serialize)]
-struct InvocationResult<'a> {
-    #[serde(rename = "Outputs")]
-    outputs: Outputs<'a>,
-    #[serde(rename = "Logs")]
-    logs: &'a [String],
-    #[serde(rename = "ReturnValue")]
-    return_value: Option<ReturnValue<'a>>,
-}
-
-enum ReturnValue<'a> {
-    Http(HttpOutput<'a>),
-    Value(Encoded<'a>),
-}
-
-impl Serialize for ReturnValue<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Http(output) => output.serialize(serializer),
-            Self::Value(value) => value.serialize(serializer),
-        }
-    }
-}
-
-/// `Outputs`: the named HTTP output binding and every other output value.
-struct Outputs<'a> {
-    http: Option<(&'a str, HttpOutput<'a>)>,
-    values: &'a [OutputValue<'a>],
-}
-
-impl Serialize for Outputs<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(None)?;
-        for value in self.values.iter().filter(|v| v.name != "$return") {
-            map.serialize_entry(value.name, &Encoded(value))?;
-        }
-        if let Some((name, output)) = &self.http {
-            map.serialize_entry(name, output)?;
-        }
-        map.end()
-    }
-}
-
 /// The invocation result (JSON text) the host expects: `http` goes to its binding (or
 /// `ReturnValue` for `$return`), each of `outputs` to its binding, except one named
-/// `$return`, which becomes `ReturnValue`.
+/// `$return`, which becomes `ReturnValue`. `Logs` holds `logs`, one entry per line.
+///
+/// Written by hand rather than through serde's serializer: every string here (log lines,
+/// header values, the body) is checked for characters JSON must escape in one vectorised
+/// pass and copied whole when it has none, the usual case; serde_json escapes the rest.
 pub fn invocation_result(http: Option<HttpAnswer<'_>>, outputs: &[OutputValue<'_>], logs: &[String]) -> String {
-    let mut return_value = outputs.iter().rev().find(|o| o.name == "$return").map(|o| ReturnValue::Value(Encoded(o)));
-    let mut http_output = None;
-    if let Some(answer) = &http {
-        if answer.binding == "$return" {
-            return_value = Some(ReturnValue::Http(HttpOutput::new(answer)));
-        } else {
-            http_output = Some((answer.binding, HttpOutput::new(answer)));
-        }
+    let (http_return, http_output) = match http {
+        Some(answer) if answer.binding == "$return" => (Some(answer), None),
+        other => (None, other),
+    };
+    let size =
+        64 + http.map_or(0, |a| a.body.len() + 32 * a.headers.len()) + logs.iter().map(|l| l.len() + 3).sum::<usize>();
+    let mut out = String::with_capacity(size);
+    out.push_str("{\"Outputs\":{");
+    let mut first = true;
+    for value in outputs.iter().filter(|v| v.name != "$return") {
+        member(&mut out, &mut first, value.name);
+        encoded(&mut out, value);
     }
-    let result = InvocationResult { outputs: Outputs { http: http_output, values: outputs }, logs, return_value };
-    // Serializing these types cannot fail (string keys, JSON values); fall back to a valid
-    // empty answer rather than panic.
-    serde_json::to_string(&result).unwrap_or_else(|_| r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#.to_owned())
+    if let Some(answer) = &http_output {
+        member(&mut out, &mut first, answer.binding);
+        http_answer(&mut out, answer);
+    }
+    out.push_str("},\"Logs\":[");
+    for (i, line) in logs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(&mut out, line);
+    }
+    out.push_str("],\"ReturnValue\":");
+    match (&http_return, outputs.iter().rev().find(|o| o.name == "$return")) {
+        (Some(answer), _) => http_answer(&mut out, answer),
+        (None, Some(value)) => encoded(&mut out, value),
+        (None, None) => out.push_str("null"),
+    }
+    out.push('}');
+    out
+}
+
+/// `"name":` after a `,` unless it is the object's first member.
+fn member(out: &mut String, first: &mut bool, name: &str) {
+    if !std::mem::take(first) {
+        out.push(',');
+    }
+    json_string(out, name);
+    out.push(':');
+}
+
+/// The HTTP output the host turns into the client's response: `statusCode` (the host
+/// ignores `status`), headers as one string per name (repeated headers joined with `, `:
+/// the host stringifies any other value into an invalid header), and the body as a string,
+/// which the host writes verbatim (it cannot return binary bodies here).
+fn http_answer(out: &mut String, answer: &HttpAnswer<'_>) {
+    out.push_str("{\"statusCode\":");
+    out.push_str(answer.status.as_str());
+    out.push_str(",\"headers\":{");
+    let mut first = true;
+    for name in answer.headers.keys() {
+        member(out, &mut first, name.as_str());
+        let mut values = answer.headers.get_all(name).iter().map(|v| text_of(v.as_bytes()));
+        let mut joined = values.next().unwrap_or_default();
+        for value in values {
+            let joined = joined.to_mut();
+            joined.push_str(", ");
+            joined.push_str(&value);
+        }
+        json_string(out, &joined);
+    }
+    out.push_str("},\"body\":");
+    json_string(out, &text_of(answer.body));
+    out.push('}');
+}
+
+/// An output value ([`Encoded`]) as JSON; `null` if it cannot be written (it always can:
+/// values have string keys).
+fn encoded(out: &mut String, value: &OutputValue<'_>) {
+    match serde_json::to_string(&Encoded(value)) {
+        Ok(json) => out.push_str(&json),
+        Err(_) => out.push_str("null"),
+    }
+}
+
+/// Bytes as text, invalid UTF-8 replaced (U+FFFD); valid text, the usual case, is borrowed
+/// after one fast check.
+fn text_of(bytes: &[u8]) -> Cow<'_, str> {
+    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
+}
+
+/// `text` as a JSON string: copied whole when nothing in it needs escaping (no early exit,
+/// so the check compiles to a few vector instructions per 16 bytes), else by serde_json.
+fn json_string(out: &mut String, text: &str) {
+    let escapes = text.bytes().fold(false, |found, b| found | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if escapes {
+        // A `str` always serializes.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
 }
 
 /// [`invocation_result`] for an HTTP function with no other outputs.
@@ -876,6 +715,47 @@ mod tests {
         let body = http_invocation(REQ, &envelope).unwrap().request.into_body();
         let at = envelope.windows(10).position(|w| w == b"plain text").unwrap();
         assert_eq!((body.as_ref(), body.as_ptr()), (b"plain text".as_slice(), envelope[at..].as_ptr()));
+    }
+
+    #[test]
+    fn result_strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        for text in ["plain", "", "quote \" and \\ back", "tab\tnl\n\u{1}\u{1f}", "é ünï 😀", "\u{7f}</script>"] {
+            let mut out = String::new();
+            json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-odd", HeaderValue::from_bytes(b"a\"b\xff").unwrap());
+        let body = "line\n\"quoted\"";
+        let result = to_invocation_result("res", StatusCode::OK, &headers, body.as_bytes(), vec!["a \"log\"".into()]);
+        let back: Value = serde_json::from_str(&result).unwrap();
+        assert_eq!(back["Outputs"]["res"]["headers"]["x-odd"], "a\"b\u{fffd}");
+        assert_eq!(back["Outputs"]["res"]["body"], body);
+        assert_eq!(back["Logs"][0], "a \"log\"");
+    }
+
+    #[test]
+    fn the_path_and_query_are_those_http_parses_from_the_url() {
+        let urls = [
+            "https://app.azurewebsites.net/api/api-a?code=k&x=1",
+            "http://localhost:7071/api/orders/42",
+            "http://127.0.0.1:7071/api/a%20b?q=%E2%82%AC",
+            "https://[::1]:7071/api/x",
+            "https://host",
+            "https://host?x=1",
+            "/api/a?x=y",
+            "https://host/a#fragment",
+            "not a url",
+            "",
+            "https://",
+        ];
+        for url in urls {
+            // As the request gets it: no path and query is `/`.
+            let or_root = |p: Option<PathAndQuery>| p.map_or_else(|| "/".to_owned(), |p| p.to_string());
+            let http = or_root(url.parse::<Uri>().ok().and_then(|u| u.into_parts().path_and_query));
+            assert_eq!(or_root(path_and_query(&Bytes::new(), url)), http, "{url:?}");
+        }
+        assert!(path_and_query(&Bytes::new(), "https://a b/x").is_none());
     }
 
     #[test]

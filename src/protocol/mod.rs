@@ -2,3 +2,4 @@
 //! conversion; the invocation envelope does.
 
 pub mod invocation;
+mod scan;
