@@ -5,8 +5,12 @@
 //! with `X-IDENTITY-HEADER`). Through the library with a client that trusts the test CA:
 //! blob snapshots written and read back and table inserts refused the second time, with one
 //! token fetched for many storage calls, `client_id` sent for a user-assigned identity.
-//! Through the built `handler`: a wrong `IDENTITY_HEADER` leaves normal service without
-//! snapshots and refuses strict DPoP with 503; a missing `IDENTITY_ENDPOINT` stops start-up.
+//! The app in-process, configured from settings as on Flex Consumption
+//! (`Authenticator::with_storage_client` gives the storage side that client): a brand-new
+//! instance with the issuer down serves from the snapshot, and a DPoP proof is admitted once
+//! across two instances. Through the built `handler`: a wrong `IDENTITY_HEADER` leaves
+//! normal service without snapshots and refuses strict DPoP with 503; a missing
+//! `IDENTITY_ENDPOINT` stops start-up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/azurite.rs"]
@@ -271,6 +275,107 @@ async fn a_wrong_identity_header_makes_no_storage_call_and_azurite_refuses_a_tok
     let refused = blobs.create_container("refused-container").await.unwrap_err();
     assert!(matches!(refused, StorageError::Status(401 | 403)), "{refused}");
     assert_eq!(identity.issued(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The app in-process, configured from settings as on Flex Consumption, with the storage
+// client trusting the test CA (Authenticator::with_storage_client; key sets keep theirs).
+
+/// The handler's configuration from `vars` (plus the issuer, audience and Flex), as
+/// `Config::from_env` reads it.
+fn flex_config(issuer: &str, vars: &[(&str, String)]) -> azfn_auth::config::AuthConfig {
+    let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    map.insert("WEBSITE_SKU".into(), "FlexConsumption".into());
+    map.insert("AUTH_ISSUER".into(), issuer.into());
+    map.insert("AUTH_AUDIENCE".into(), AUDIENCE.into());
+    map.insert("FUNCTIONS_APP_ROOT_PATH".into(), repo_root().to_string_lossy().into_owned());
+    azfn_auth::config::Config::from_lookup(|name| map.get(name).cloned()).unwrap().auth
+}
+
+fn in_process(config: &azfn_auth::config::AuthConfig, tls: &TestTls) -> axum::Router {
+    let auth = azfn_auth::auth::Authenticator::with_storage_client(config, trusting(tls)).unwrap();
+    let state = azfn_auth::app::AppState::new(auth, layout(azfn_auth::layout::HostMode::Forwarding, "api"), 1 << 20);
+    azfn_auth::app::app(Arc::new(state.unwrap()))
+}
+
+#[tokio::test]
+async fn a_new_instance_with_the_issuer_down_serves_from_a_snapshot_reached_with_identity_tokens() {
+    let logs = log_dir("storage-identity", "restart");
+    let tls = test_tls(&logs);
+    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
+    let identity = IdentityEndpoint::start().await;
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let mut vars = identity.platform(HEADER).to_vec();
+    vars.push(("AzureWebJobsStorage__blobServiceUri", azurite.blob_endpoint.clone()));
+    vars.push(("AUTH_SNAPSHOT_SECRET", SECRET.to_owned()));
+    let config = flex_config(&idp.issuer, &vars);
+    assert!(matches!(config.snapshots, azfn_auth::config::SnapshotDir::Blob(_)), "auto: blob on Flex");
+    let t = token(&key, &claims(&idp.issuer));
+
+    // The first instance fetches the keys and seals them into the account in the background.
+    let first = in_process(&config, &tls);
+    assert_ok(&with_token(&first, &t).await);
+    let blobs = BlobClient::new(account(&vars, Service::Blob), trusting(&tls));
+    let name = azfn_auth::auth::snapshot::file_name(&idp.issuer);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while blobs.get(azfn_auth::auth::blob_snapshot::CONTAINER, &name).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no snapshot written");
+    }
+
+    // The issuer goes down; a brand-new instance reads the snapshot before serving.
+    idp.set_mode(IdpMode::Status(503));
+    let auth = azfn_auth::auth::Authenticator::with_storage_client(&config, trusting(&tls)).unwrap();
+    auth.load_shared_snapshots().await;
+    let state = azfn_auth::app::AppState::new(auth, layout(azfn_auth::layout::HostMode::Forwarding, "api"), 1 << 20);
+    let second = azfn_auth::app::app(Arc::new(state.unwrap()));
+    assert_ok(&with_token(&second, &t).await);
+    assert_invalid_token(&with_token(&second, &token(&rsa_key("rsa-b.pem", "key-a"), &claims(&idp.issuer))).await);
+    // One token per client, however many calls: the first instance's writer, this test's
+    // reader, the second instance's.
+    assert_eq!(identity.issued(), 3);
+}
+
+#[tokio::test]
+async fn strict_dpop_through_identity_tokens_admits_a_proof_once() {
+    let logs = log_dir("storage-identity", "dpop");
+    let tls = test_tls(&logs);
+    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
+    let identity = IdentityEndpoint::start().await;
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let idp = Idp::start(&[&key]).await;
+    let client_id = "0d9e8f7a-0000-4000-8000-0000000dc0de";
+    let mut vars = identity.platform(HEADER).to_vec();
+    vars.push(("AzureWebJobsStorage__accountName", "devstoreaccount1".to_owned()));
+    vars.push(("AzureWebJobsStorage__tableServiceUri", azurite.table_endpoint.clone()));
+    vars.push(("AzureWebJobsStorage__clientId", client_id.to_owned()));
+    vars.push(("AUTH_DPOP_REPLAY_STORE", "table".to_owned()));
+    vars.push(("AUTH_PUBLIC_URL", PUBLIC_ORIGIN.to_owned()));
+    vars.push(("AUTH_JWKS_SNAPSHOT_DIR", "off".to_owned()));
+    let config = flex_config(&idp.issuer, &vars);
+    // Two instances: the proof store is the account's table, not either one's memory.
+    let (one, two) = (in_process(&config, &tls), in_process(&config, &tls));
+    let client = DpopClient::new();
+    let mut bound = claims(&idp.issuer);
+    bound["cnf"] = json!({"jkt": client.jkt()});
+    let t = token(&key, &bound);
+    let call = |router: &axum::Router, proof: &str| {
+        let request = http::Request::get("/api/api-a")
+            .header("authorization", format!("DPoP {t}"))
+            .header("dpop", proof)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let router = router.clone();
+        async move { send(&router, request).await }
+    };
+    let proof = client.proof(&t, "identity-jti");
+    assert_ok(&call(&one, &proof).await);
+    let replayed = call(&two, &proof).await;
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
+    assert!(replayed.challenge().unwrap().contains(r#"error="invalid_dpop_proof""#));
+    assert_ok(&call(&two, &client.proof(&t, "another-identity-jti")).await);
+    assert_eq!(identity.issued(), 2, "one token per instance, cached for its inserts");
+    assert_eq!(identity.client_ids(), vec![Some(client_id.to_owned()); 2]);
 }
 
 // ---------------------------------------------------------------------------------------
