@@ -112,12 +112,7 @@ pub fn account(
         Service::Table => (TABLE_SERVICE_URI, &table_uri),
     };
     if account_name.is_none() && uri.is_none() {
-        let problem = if blob_uri.is_some() || table_uri.is_some() {
-            format!(
-                "required for {feature} (or {}): the identity-based connection names no such service",
-                ACCOUNT_NAME.double
-            )
-        } else {
+        if blob_uri.is_none() && table_uri.is_none() {
             return Err(bad(
                 CONNECTION,
                 format!(
@@ -125,8 +120,14 @@ pub fn account(
                     ACCOUNT_NAME.double, needed.double
                 ),
             ));
-        };
-        return Err(bad(needed.double, problem));
+        }
+        return Err(bad(
+            needed.double,
+            format!(
+                "required for {feature} (or {}): the identity-based connection names only the other service",
+                ACCOUNT_NAME.double
+            ),
+        ));
     }
     let valid_name = |name: &str| {
         (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
