@@ -4,7 +4,7 @@
 # Runs every correctness test: unit and integration tests (cargo test, including the
 # end-to-end tests against the local OIDC provider process and the examples/mcp tests with
 # the official MCP TypeScript client), the .funcignore check and the dev.sh smoke run.
-# Installs the pinned local provider, MCP client and Azurite (tests/storage.rs) (npm ci) on first run.
+# Installs the pinned local provider, MCP client and Azurite (tests/storage.rs, tests/storage_identity.rs) (npm ci) on first run.
 # Needs: cargo, node >= 20.19 + npm, curl, python3 with venv.
 set -euo pipefail
 [[ $# -eq 0 ]] || { echo "usage: scripts/test.sh" >&2; exit 2; }

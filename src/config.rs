@@ -18,9 +18,14 @@
 //! | `AUTH_JWKS_REFRESH_SECONDS` | `600` | background key set refresh period |
 //! | `AUTH_JWKS_COOLDOWN_SECONDS` | `30` | least time between two fetches caused by an unknown `kid` |
 //! | `AUTH_JWKS_MAX_STALE_SECONDS` | `86400` | how long keys keep serving after the last successful fetch |
-//! | `AUTH_JWKS_SNAPSHOT_DIR` | `auto` | where the last good key set of each issuer is kept, loaded at start-up when the issuer cannot be reached yet: `auto` (`$HOME/data/azfn-auth` where the plan shares `$HOME` between instances, else `blob` when `AzureWebJobsStorage` and `AUTH_SNAPSHOT_SECRET` are set, else the OS temp dir), `blob` (the `azfn-auth-snapshots` container of `AzureWebJobsStorage`), a folder, or `off` |
+//! | `AUTH_JWKS_SNAPSHOT_DIR` | `auto` | where the last good key set of each issuer is kept, loaded at start-up when the issuer cannot be reached yet: `auto` (`$HOME/data/azfn-auth` where the plan shares `$HOME` between instances, else `blob` when `AzureWebJobsStorage` (a connection string or an identity-based connection) and `AUTH_SNAPSHOT_SECRET` are set, else the OS temp dir), `blob` (the `azfn-auth-snapshots` container of `AzureWebJobsStorage`), a folder, or `off` |
 //! | `AUTH_SNAPSHOT_SECRET` | – | HMAC key (32+ characters) sealing blob snapshots, the same on every instance; a blob that fails the check is refused |
-//! | `AzureWebJobsStorage` | – | the app's storage account (set by the platform); a Shared Key connection string or `UseDevelopmentStorage=true` for blob snapshots |
+//! | `AzureWebJobsStorage` | – | the app's storage account (set by the platform), for blob snapshots and table replay: a Shared Key connection string or `UseDevelopmentStorage=true`; when set it wins over the identity-based settings below, as in the host |
+//! | `AzureWebJobsStorage__accountName` | – | identity-based connection: the account, reached at `https://NAME.blob.core.windows.net` and `https://NAME.table.core.windows.net` with the app's managed identity |
+//! | `AzureWebJobsStorage__blobServiceUri`, `__tableServiceUri` | from `__accountName` | identity-based connection: the service URIs (https only), which win over the account name |
+//! | `AzureWebJobsStorage__credential` | `managedidentity` | identity-based connection: only `managedidentity` (service principal settings `__clientSecret`/`__clientCertificate` are refused) |
+//! | `AzureWebJobsStorage__clientId` | system-assigned | identity-based connection: the client id of a user-assigned managed identity |
+//! | `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` | set by the platform | the managed identity token endpoint and its secret (App Service and Functions set both when the app has an identity); required by an identity-based connection; the header is never logged |
 //! | `AUTH_HTTP_TIMEOUT_SECONDS` | `5` | total time for one key set or discovery request (connect: at most 2 s) |
 //! | `AUTH_TOKEN_CACHE_SECONDS` | `300` | longest time a verified token is remembered (0 disables the cache) |
 //! | `AUTH_TOKEN_CACHE_ENTRIES` | `1000` | most verified tokens remembered |
@@ -363,7 +368,7 @@ fn snapshot_dir(get: &impl Fn(&str) -> Option<String>, hosting: HostingPlan) -> 
         Some(v) if !v.eq_ignore_ascii_case("auto") => Ok(SnapshotDir::Dir(PathBuf::from(v))),
         _ => {
             let home = get("HOME").filter(|_| hosting.shared_home());
-            if home.is_none() && get("AzureWebJobsStorage").is_some() && get("AUTH_SNAPSHOT_SECRET").is_some() {
+            if home.is_none() && crate::storage::settings::configured(get) && get("AUTH_SNAPSHOT_SECRET").is_some() {
                 return blob_snapshots(get).map(|blob| SnapshotDir::Blob(Box::new(blob)));
             }
             Ok(SnapshotDir::Default {
@@ -373,34 +378,39 @@ fn snapshot_dir(get: &impl Fn(&str) -> Option<String>, hosting: HostingPlan) -> 
     }
 }
 
-/// `AUTH_DPOP_REPLAY_STORE`: `memory` (default) or `table` (needs `AzureWebJobsStorage`).
+/// `AUTH_DPOP_REPLAY_STORE`: `memory` (default) or `table` (needs `AzureWebJobsStorage`:
+/// a connection string or an identity-based connection with its table service). A table
+/// store without usable credentials does not start: strict single use is never silently off.
 fn replay_store(get: &impl Fn(&str) -> Option<String>) -> Result<ReplayStore, ConfigError> {
     const NAME: &str = "AUTH_DPOP_REPLAY_STORE";
     match get(NAME) {
         None => Ok(ReplayStore::Memory),
         Some(v) if v.eq_ignore_ascii_case("memory") => Ok(ReplayStore::Memory),
         Some(v) if v.eq_ignore_ascii_case("table") => {
-            let connection = get("AzureWebJobsStorage").ok_or_else(|| {
-                bad("AzureWebJobsStorage", "required by AUTH_DPOP_REPLAY_STORE=table: a storage connection string")
-            })?;
-            crate::storage::StorageAccount::from_connection_string(&connection)
+            storage_account(get, crate::storage::settings::Service::Table, "AUTH_DPOP_REPLAY_STORE=table")
                 .map(|account| ReplayStore::Table(Box::new(account)))
-                .map_err(|e| bad("AzureWebJobsStorage", format!("unusable for AUTH_DPOP_REPLAY_STORE=table: {e}")))
         }
         Some(_) => Err(bad(NAME, "must be memory or table")),
     }
 }
 
-/// `AzureWebJobsStorage` and `AUTH_SNAPSHOT_SECRET` for blob snapshots; both required.
+/// The `AzureWebJobsStorage` account for `service`, read as the host reads it
+/// ([`crate::storage::settings`]).
+fn storage_account(
+    get: &impl Fn(&str) -> Option<String>,
+    service: crate::storage::settings::Service,
+    feature: &str,
+) -> Result<crate::storage::StorageAccount, ConfigError> {
+    crate::storage::settings::account(get, service, feature).map_err(|e| bad(e.variable, e.problem))
+}
+
+/// `AzureWebJobsStorage` (a connection string or an identity-based connection with its blob
+/// service) and `AUTH_SNAPSHOT_SECRET` for blob snapshots; both required.
 fn blob_snapshots(
     get: &impl Fn(&str) -> Option<String>,
 ) -> Result<crate::auth::blob_snapshot::BlobSnapshotConfig, ConfigError> {
     use crate::auth::blob_snapshot::{BlobSnapshotConfig, MIN_SECRET_BYTES, SnapshotSecret};
-    let connection = get("AzureWebJobsStorage").ok_or_else(|| {
-        bad("AzureWebJobsStorage", "required for blob snapshots: a storage connection string (identity-based connections are not supported yet)")
-    })?;
-    let account = crate::storage::StorageAccount::from_connection_string(&connection)
-        .map_err(|e| bad("AzureWebJobsStorage", format!("unusable for blob snapshots: {e}")))?;
+    let account = storage_account(get, crate::storage::settings::Service::Blob, "blob snapshots")?;
     let secret = match get("AUTH_SNAPSHOT_SECRET") {
         Some(secret) if secret.len() >= MIN_SECRET_BYTES => SnapshotSecret(secret.into_bytes()),
         Some(_) => return Err(bad("AUTH_SNAPSHOT_SECRET", "must be at least 32 characters (a random secret)")),
@@ -977,6 +987,76 @@ mod tests {
             Ok(ReplayStore::Table(_))
         ));
         assert_eq!(with(&[("AUTH_DPOP_REPLAY_STORE", "redis")]).unwrap_err().variable, "AUTH_DPOP_REPLAY_STORE");
+    }
+
+    const PLATFORM_IDENTITY: [(&str, &str); 2] =
+        [("IDENTITY_ENDPOINT", "http://localhost:8081/msi/token"), ("IDENTITY_HEADER", "platform-secret")];
+
+    #[test]
+    fn auto_snapshots_pick_blob_for_an_identity_based_connection_as_for_a_connection_string() {
+        const SECRET: &str = "0123456789abcdef0123456789abcdef";
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.extend_from_slice(&[("WEBSITE_SKU", "FlexConsumption"), ("AUTH_SNAPSHOT_SECRET", SECRET)]);
+            vars.extend_from_slice(extra);
+            config(&vars).map(|c| c.auth.snapshots)
+        };
+        let name = ("AzureWebJobsStorage__accountName", "myflexapp");
+        let Ok(SnapshotDir::Blob(blob)) = with(&[name, PLATFORM_IDENTITY[0], PLATFORM_IDENTITY[1]]) else {
+            panic!("blob snapshots")
+        };
+        assert!(matches!(blob.account.credential, crate::storage::Credential::ManagedIdentity(_)));
+        assert_eq!(blob.account.blob_endpoint.unwrap().as_str(), "https://myflexapp.blob.core.windows.net/");
+        let uri = ("AzureWebJobsStorage__blobServiceUri", "https://myflexapp.blob.core.windows.net");
+        assert!(matches!(with(&[uri, PLATFORM_IDENTITY[0], PLATFORM_IDENTITY[1]]), Ok(SnapshotDir::Blob(_))));
+        // Chosen, so a missing identity endpoint is a start-up error, not a silent temp folder.
+        let error = with(&[name]).unwrap_err();
+        assert_eq!(error.variable, "IDENTITY_ENDPOINT");
+        assert!(error.problem.contains("managed identity"), "{error}");
+        // The platform's identity alone names no account: nothing changes.
+        assert_eq!(with(&PLATFORM_IDENTITY).unwrap(), SnapshotDir::Default { app_service: None });
+    }
+
+    #[test]
+    fn a_table_replay_store_without_reachable_credentials_does_not_start() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = BASE.to_vec();
+            vars.push(("AUTH_DPOP_REPLAY_STORE", "table"));
+            vars.extend_from_slice(extra);
+            config(&vars).map(|c| c.auth.replay_store)
+        };
+        let name = ("AzureWebJobsStorage__accountName", "myflexapp");
+        let Ok(ReplayStore::Table(account)) = with(&[name, PLATFORM_IDENTITY[0], PLATFORM_IDENTITY[1]]) else {
+            panic!("a table replay store")
+        };
+        assert_eq!(account.table_endpoint.unwrap().as_str(), "https://myflexapp.table.core.windows.net/");
+        // (settings, variable named in the start-up error)
+        let cases: [(&[(&'static str, &'static str)], &str); 5] = [
+            (&[], "AzureWebJobsStorage"),
+            (&[name], "IDENTITY_ENDPOINT"),
+            (&[name, PLATFORM_IDENTITY[0]], "IDENTITY_HEADER"),
+            (
+                &[
+                    ("AzureWebJobsStorage__blobServiceUri", "https://a.blob.core.windows.net"),
+                    PLATFORM_IDENTITY[0],
+                    PLATFORM_IDENTITY[1],
+                ],
+                "AzureWebJobsStorage__tableServiceUri",
+            ),
+            (
+                &[
+                    ("AzureWebJobsStorage__tableServiceUri", "http://a.table.core.windows.net"),
+                    PLATFORM_IDENTITY[0],
+                    PLATFORM_IDENTITY[1],
+                ],
+                "AzureWebJobsStorage__tableServiceUri",
+            ),
+        ];
+        for (extra, variable) in cases {
+            let error = with(extra).unwrap_err();
+            assert_eq!(error.variable, variable, "{extra:?}: {error}");
+            assert!(!error.problem.contains("platform-secret"));
+        }
     }
 
     #[test]

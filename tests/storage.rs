@@ -10,6 +10,8 @@
 #[path = "common/azurite.rs"]
 mod azurite;
 mod common;
+#[path = "common/dpop_client.rs"]
+mod dpop_client;
 #[path = "common/provider.rs"]
 mod provider;
 
@@ -23,6 +25,7 @@ use azfn_auth::auth::snapshot::{self, Snapshot};
 use azfn_auth::storage::{BlobClient, Condition, StorageAccount, Written};
 use azurite::Azurite;
 use common::*;
+use dpop_client::{DpopClient, PUBLIC_ORIGIN, call_dpop};
 use provider::{Proc, free_port, log_dir, repo_root};
 use serde_json::json;
 
@@ -307,55 +310,6 @@ async fn azurite_checks_the_shared_key_signature() {
 
 // ---------------------------------------------------------------------------------------
 // Strict DPoP single use.
-
-const PUBLIC_ORIGIN: &str = "https://my-app.azurewebsites.net";
-
-/// A DPoP client: an ES256 key pair and proofs for this app's public URL, signed now.
-struct DpopClient {
-    key: jsonwebtoken::EncodingKey,
-    jwk: serde_json::Value,
-}
-
-impl DpopClient {
-    fn new() -> Self {
-        use jsonwebtoken::{Algorithm, EncodingKey, jwk::Jwk};
-        let key = EncodingKey::from_ec_pem(fixture("ec-p256.pem").as_bytes()).unwrap();
-        let full = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap()).unwrap();
-        let jwk = json!({"kty": full["kty"], "crv": full["crv"], "x": full["x"], "y": full["y"]});
-        Self { key, jwk }
-    }
-
-    /// RFC 7638 thumbprint (members in lexicographic order, serde_json's map is sorted).
-    fn jkt(&self) -> String {
-        use base64::Engine as _;
-        let canonical = json!({"crv": self.jwk["crv"], "kty": self.jwk["kty"], "x": self.jwk["x"], "y": self.jwk["y"]});
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
-    }
-
-    fn proof(&self, token: &str, jti: &str) -> String {
-        use base64::Engine as _;
-        let ath = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
-        let claims = json!({
-            "jti": jti,
-            "htm": "GET",
-            "htu": format!("{PUBLIC_ORIGIN}/api/api-a"),
-            "iat": now(),
-            "ath": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ath),
-        });
-        sign_raw(&header, &claims, &self.key, jsonwebtoken::Algorithm::ES256)
-    }
-}
-
-async fn call_dpop(http: &reqwest::Client, port: u16, token: &str, proof: &str) -> reqwest::Response {
-    http.get(format!("http://127.0.0.1:{port}/api/api-a"))
-        .header("authorization", format!("DPoP {token}"))
-        .header("dpop", proof)
-        .send()
-        .await
-        .expect("call handler")
-}
 
 const STRICT: [(&str, &str); 2] = [("AUTH_DPOP_REPLAY_STORE", "table"), ("AUTH_PUBLIC_URL", PUBLIC_ORIGIN)];
 

@@ -95,11 +95,24 @@ impl Authenticator {
     /// Builds the key stores (one HTTP client shared by all) and loads usable key set
     /// snapshots from disk; nothing is fetched yet.
     pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        Self::build(config, None)
+    }
+
+    /// [`Authenticator::new`] with `storage` as the HTTP client for the storage account only
+    /// (blob snapshots, the table replay store and the managed identity endpoint), such as
+    /// one that trusts a test CA for an emulator. Key sets and discovery keep the built-in
+    /// client and its roots: this never widens whom the issuer's keys are trusted from.
+    pub fn with_storage_client(config: &AuthConfig, storage: reqwest::Client) -> Result<Self, String> {
+        Self::build(config, Some(storage))
+    }
+
+    fn build(config: &AuthConfig, storage: Option<reqwest::Client>) -> Result<Self, String> {
         let client = keystore::http_client(&config.jwks);
+        let storage = storage.unwrap_or_else(|| client.clone());
         let snapshots = snapshot::resolve(&config.snapshots);
         let blob = match &config.snapshots {
             config::SnapshotDir::Blob(blob) => Some(Arc::new(blob_snapshot::BlobSnapshots::new(
-                crate::storage::BlobClient::new(blob.account.clone(), client.clone()),
+                crate::storage::BlobClient::new(blob.account.clone(), storage.clone()),
                 blob.secret.clone(),
             ))),
             _ => None,
@@ -152,7 +165,7 @@ impl Authenticator {
             replay_table: match &config.replay_store {
                 config::ReplayStore::Memory => None,
                 config::ReplayStore::Table(account) => Some(replay_table::ReplayTable::new(
-                    crate::storage::TableClient::new(crate::storage::StorageAccount::clone(account), client.clone()),
+                    crate::storage::TableClient::new(crate::storage::StorageAccount::clone(account), storage),
                 )),
             },
         })

@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub mod identity;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -59,10 +60,12 @@ pub struct StorageAccount {
     /// How requests are authorized.
     pub credential: Credential,
     /// Blob service endpoint, without a trailing slash (`https://acct.blob.core.windows.net`,
-    /// or path-style `http://127.0.0.1:10000/devstoreaccount1` for Azurite).
-    pub blob_endpoint: Url,
-    /// Table service endpoint, likewise (`https://acct.table.core.windows.net`).
-    pub table_endpoint: Url,
+    /// or path-style `http://127.0.0.1:10000/devstoreaccount1` for Azurite). `None` only for
+    /// an identity-based connection that names a table service URI and no account.
+    pub blob_endpoint: Option<Url>,
+    /// Table service endpoint, likewise (`https://acct.table.core.windows.net`); `None` only
+    /// for an identity-based connection that names a blob service URI and no account.
+    pub table_endpoint: Option<Url>,
 }
 
 /// Why a connection string cannot be used (never echoes its value: it holds the key).
@@ -80,6 +83,10 @@ pub enum ConnectionError {
     /// `BlobEndpoint` is not an http(s) URL, or no endpoint can be built.
     #[error("BlobEndpoint or TableEndpoint is not an http(s) URL")]
     BadEndpoint,
+    /// An identity-based connection to an endpoint that is not https: the managed
+    /// identity's bearer token would cross the wire in clear.
+    #[error("a storage endpoint reached with a managed identity token must be https")]
+    InsecureEndpoint,
 }
 
 impl StorageAccount {
@@ -108,8 +115,8 @@ impl StorageAccount {
                 credential: Credential::SharedKey(AccountKey(
                     BASE64.decode(DEV_KEY).map_err(|_| ConnectionError::BadAccountKey)?,
                 )),
-                blob_endpoint: endpoint_url(&blob)?,
-                table_endpoint: endpoint_url(&table)?,
+                blob_endpoint: Some(endpoint_url(&blob)?),
+                table_endpoint: Some(endpoint_url(&table)?),
             });
         }
         let name = field("accountname").ok_or(ConnectionError::NoAccountName)?.to_owned();
@@ -124,8 +131,8 @@ impl StorageAccount {
             }
         };
         Ok(Self {
-            blob_endpoint: endpoint("blobendpoint", "blob")?,
-            table_endpoint: endpoint("tableendpoint", "table")?,
+            blob_endpoint: Some(endpoint("blobendpoint", "blob")?),
+            table_endpoint: Some(endpoint("tableendpoint", "table")?),
             name,
             credential: Credential::SharedKey(key),
         })
@@ -134,28 +141,37 @@ impl StorageAccount {
 
 impl StorageAccount {
     /// An identity-based connection (`AzureWebJobsStorage__accountName`, or
-    /// `__blobServiceUri`/`__tableServiceUri`, which win): the public endpoints of
-    /// `account_name`, or the given URIs, reached with `identity`'s tokens.
+    /// `__blobServiceUri`/`__tableServiceUri`, which win, as in the host's
+    /// `StorageServiceUriOptions`): the public endpoints of `account_name`
+    /// (`https://{name}.blob.core.windows.net`, `.table.`), or the given URIs, reached with
+    /// `identity`'s tokens. Every endpoint must be https (bearer tokens never go in clear;
+    /// Azure Storage and Azurite refuse them over http anyway); at least one must exist.
     pub fn with_identity(
         account_name: Option<&str>,
         blob_uri: Option<&str>,
         table_uri: Option<&str>,
         identity: identity::Identity,
     ) -> Result<Self, ConnectionError> {
-        let derived = |service: &str| account_name.map(|name| format!("https://{name}.{service}.core.windows.net"));
-        let blob = blob_uri.map(str::to_owned).or_else(|| derived("blob")).ok_or(ConnectionError::NoAccountName)?;
-        let table = table_uri.map(str::to_owned).or_else(|| derived("table")).ok_or(ConnectionError::NoAccountName)?;
-        let blob_endpoint = endpoint_url(&blob)?;
-        let name = match account_name {
-            Some(name) => name.to_owned(),
-            None => blob_endpoint.host_str().and_then(|h| h.split('.').next()).unwrap_or_default().to_owned(),
+        let endpoint = |explicit: Option<&str>, service: &str| -> Result<Option<Url>, ConnectionError> {
+            let text = match (explicit, account_name) {
+                (Some(uri), _) => uri.to_owned(),
+                (None, Some(name)) => format!("https://{name}.{service}.core.windows.net"),
+                (None, None) => return Ok(None),
+            };
+            let url = endpoint_url(&text)?;
+            if url.scheme() != "https" {
+                return Err(ConnectionError::InsecureEndpoint);
+            }
+            Ok(Some(url))
         };
-        Ok(Self {
-            name,
-            credential: Credential::ManagedIdentity(identity),
-            blob_endpoint,
-            table_endpoint: endpoint_url(&table)?,
-        })
+        let blob_endpoint = endpoint(blob_uri, "blob")?;
+        let table_endpoint = endpoint(table_uri, "table")?;
+        let name = match (account_name, blob_endpoint.as_ref().or(table_endpoint.as_ref())) {
+            (Some(name), _) => name.to_owned(),
+            (None, Some(url)) => account_of(url),
+            (None, None) => return Err(ConnectionError::NoAccountName),
+        };
+        Ok(Self { name, credential: Credential::ManagedIdentity(identity), blob_endpoint, table_endpoint })
     }
 
     /// The token source this account's requests need, if any (managed identity).
@@ -166,17 +182,30 @@ impl StorageAccount {
         }
     }
 
-    /// The `Authorization` value: Shared Key by `sign`, else a cached identity token.
+    /// The `Authorization` value for a request to `url`: Shared Key by `sign`, else a cached
+    /// identity token, and that only over https (checked here too, not only when the account
+    /// is built, since its fields are public): fail closed rather than send a token in clear.
     async fn authorization(
         &self,
         tokens: Option<&identity::IdentityTokens>,
+        url: &Url,
         sign: impl FnOnce(&AccountKey) -> String,
     ) -> Result<String, StorageError> {
         match (&self.credential, tokens) {
             (Credential::SharedKey(key), _) => Ok(sign(key)),
+            (Credential::ManagedIdentity(_), _) if url.scheme() != "https" => Err(StorageError::InsecureEndpoint),
             (Credential::ManagedIdentity(_), Some(tokens)) => Ok(format!("Bearer {}", tokens.token().await?)),
             (Credential::ManagedIdentity(_), None) => Err(StorageError::Identity("no token source".into())),
         }
+    }
+}
+
+/// The account name in `url`: the first label of `acct.blob.core.windows.net`, or the first
+/// path segment of a path-style endpoint on an IP address (`https://127.0.0.1:10000/acct`).
+fn account_of(url: &Url) -> String {
+    match url.host() {
+        Some(url::Host::Domain(host)) => host.split('.').next().unwrap_or_default().to_owned(),
+        _ => url.path_segments().and_then(|mut s| s.next()).unwrap_or_default().to_owned(),
     }
 }
 
@@ -203,6 +232,13 @@ pub enum StorageError {
     /// No token from the managed identity endpoint.
     #[error("no managed identity token: {0}")]
     Identity(String),
+    /// A managed identity token would have gone to an endpoint that is not https.
+    #[error("refused to send a managed identity token to a storage endpoint that is not https")]
+    InsecureEndpoint,
+    /// The account has no endpoint for this service (an identity-based connection naming
+    /// only the other service's URI).
+    #[error("no {0} service endpoint configured")]
+    NoEndpoint(&'static str),
 }
 
 /// A blob as read: its body and ETag.
@@ -252,20 +288,20 @@ impl BlobClient {
         &self.account
     }
 
-    fn url(&self, container: &str, blob: Option<&str>) -> Url {
-        let mut url = self.account.blob_endpoint.clone();
+    fn url(&self, container: &str, blob: Option<&str>) -> Result<Url, StorageError> {
+        let mut url = self.account.blob_endpoint.clone().ok_or(StorageError::NoEndpoint("blob"))?;
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().push(container);
             if let Some(blob) = blob {
                 segments.push(blob);
             }
         }
-        url
+        Ok(url)
     }
 
     /// Reads `container/blob`; `None` when it (or its container) does not exist.
     pub async fn get(&self, container: &str, blob: &str) -> Result<Option<Blob>, StorageError> {
-        let url = self.url(container, Some(blob));
+        let url = self.url(container, Some(blob))?;
         let mut response = self.send(Method::GET, url, &[], None).await?;
         match response.status() {
             StatusCode::OK => {}
@@ -301,7 +337,7 @@ impl BlobClient {
                 Condition::Matches(etag) => ("if-match", etag),
             };
             let headers = [("content-type", "application/json"), (name, value), ("x-ms-blob-type", "BlockBlob")];
-            let url = self.url(container, Some(blob));
+            let url = self.url(container, Some(blob))?;
             let response = self.send(Method::PUT, url, &headers, Some(body.clone())).await?;
             match response.status() {
                 StatusCode::CREATED => return Ok(Written::Done(header(&response, "etag").unwrap_or_default())),
@@ -318,7 +354,7 @@ impl BlobClient {
 
     /// Creates `container` (private); an existing one is fine.
     pub async fn create_container(&self, container: &str) -> Result<(), StorageError> {
-        let mut url = self.url(container, None);
+        let mut url = self.url(container, None)?;
         url.set_query(Some("restype=container"));
         let response = self.send(Method::PUT, url, &[], Some(Vec::new())).await?;
         match response.status() {
@@ -341,7 +377,7 @@ impl BlobClient {
         let length = body.as_ref().map_or(0, Vec::len);
         let authorization = self
             .account
-            .authorization(self.tokens.as_deref(), |key| {
+            .authorization(self.tokens.as_deref(), &url, |key| {
                 shared_key(&self.account.name, key, method.as_str(), &url, &all, length)
             })
             .await?;
@@ -387,12 +423,12 @@ impl TableClient {
         &self.account
     }
 
-    fn url(&self, last: &str) -> Url {
-        let mut url = self.account.table_endpoint.clone();
+    fn url(&self, last: &str) -> Result<Url, StorageError> {
+        let mut url = self.account.table_endpoint.clone().ok_or(StorageError::NoEndpoint("table"))?;
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().push(last);
         }
-        url
+        Ok(url)
     }
 
     /// Inserts the entity `(partition, row)` with the JSON `properties` merged in; the
@@ -407,7 +443,8 @@ impl TableClient {
         properties.insert("PartitionKey".into(), partition.into());
         properties.insert("RowKey".into(), row.into());
         let body = serde_json::to_vec(&properties).unwrap_or_default();
-        let response = self.send(Method::POST, self.url(table), Some(body), &[("prefer", "return-no-content")]).await?;
+        let response =
+            self.send(Method::POST, self.url(table)?, Some(body), &[("prefer", "return-no-content")]).await?;
         match response.status() {
             StatusCode::NO_CONTENT | StatusCode::CREATED => Ok(Inserted::Created),
             StatusCode::CONFLICT => Ok(Inserted::Exists),
@@ -420,7 +457,7 @@ impl TableClient {
     pub async fn create_table(&self, table: &str) -> Result<(), StorageError> {
         let body = serde_json::to_vec(&serde_json::json!({ "TableName": table })).unwrap_or_default();
         let response =
-            self.send(Method::POST, self.url("Tables"), Some(body), &[("prefer", "return-no-content")]).await?;
+            self.send(Method::POST, self.url("Tables")?, Some(body), &[("prefer", "return-no-content")]).await?;
         match response.status() {
             StatusCode::NO_CONTENT | StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
             other => Err(StorageError::Status(other.as_u16())),
@@ -429,7 +466,7 @@ impl TableClient {
 
     /// Deletes `table` with everything in it; a missing one is fine.
     pub async fn delete_table(&self, table: &str) -> Result<(), StorageError> {
-        let response = self.send(Method::DELETE, self.url(&format!("Tables('{table}')")), None, &[]).await?;
+        let response = self.send(Method::DELETE, self.url(&format!("Tables('{table}')"))?, None, &[]).await?;
         match response.status() {
             StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(()),
             other => Err(StorageError::Status(other.as_u16())),
@@ -447,7 +484,7 @@ impl TableClient {
         let content_type = if body.is_some() { "application/json" } else { "" };
         let authorization = self
             .account
-            .authorization(self.tokens.as_deref(), |key| {
+            .authorization(self.tokens.as_deref(), &url, |key| {
                 table_shared_key(&self.account.name, key, method.as_str(), &url, content_type, &date)
             })
             .await?;
@@ -595,7 +632,7 @@ mod tests {
     fn development_storage_is_azurite_on_its_default_port() {
         let account = StorageAccount::from_connection_string("UseDevelopmentStorage=true").unwrap();
         assert_eq!(account.name, "devstoreaccount1");
-        assert_eq!(account.blob_endpoint.as_str(), "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(account.blob_endpoint.unwrap().as_str(), "http://127.0.0.1:10000/devstoreaccount1");
     }
 
     #[test]
@@ -605,15 +642,15 @@ mod tests {
             "DefaultEndpointsProtocol=https;AccountName=myapp;AccountKey={key};EndpointSuffix=core.windows.net"
         ))
         .unwrap();
-        assert_eq!(public.blob_endpoint.as_str(), "https://myapp.blob.core.windows.net/");
+        assert_eq!(public.blob_endpoint.as_ref().unwrap().as_str(), "https://myapp.blob.core.windows.net/");
         let explicit = StorageAccount::from_connection_string(&format!(
             "AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:4000/devstoreaccount1/"
         ))
         .unwrap();
-        assert_eq!(explicit.blob_endpoint.as_str(), "http://127.0.0.1:4000/devstoreaccount1");
-        assert_eq!(public.table_endpoint.as_str(), "https://myapp.table.core.windows.net/");
+        assert_eq!(explicit.blob_endpoint.unwrap().as_str(), "http://127.0.0.1:4000/devstoreaccount1");
+        assert_eq!(public.table_endpoint.unwrap().as_str(), "https://myapp.table.core.windows.net/");
         let dev = StorageAccount::from_connection_string("UseDevelopmentStorage=true").unwrap();
-        assert_eq!(dev.table_endpoint.as_str(), "http://127.0.0.1:10002/devstoreaccount1");
+        assert_eq!(dev.table_endpoint.unwrap().as_str(), "http://127.0.0.1:10002/devstoreaccount1");
     }
 
     #[test]
@@ -625,6 +662,54 @@ mod tests {
         let error = parse("AccountName=a;AccountKey=c2VjcmV0;BlobEndpoint=ftp://x").unwrap_err();
         assert_eq!(error, ConnectionError::BadEndpoint);
         assert!(!format!("{:?}", parse("UseDevelopmentStorage=true").unwrap()).contains(DEV_KEY));
+    }
+
+    fn identity() -> identity::Identity {
+        identity::Identity {
+            // A closed port: nothing in these tests may get as far as asking it.
+            endpoint: Url::parse("http://127.0.0.1:9/msi/token").unwrap(),
+            header: identity::IdentityHeader("secret".into()),
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn identity_based_accounts_are_https_only() {
+        let refused = StorageAccount::with_identity(None, Some("http://127.0.0.1:10000/acct"), None, identity());
+        assert_eq!(refused.unwrap_err(), ConnectionError::InsecureEndpoint);
+        let refused = StorageAccount::with_identity(Some("a1"), None, Some("http://localhost/acct"), identity());
+        assert_eq!(refused.unwrap_err(), ConnectionError::InsecureEndpoint);
+        assert_eq!(
+            StorageAccount::with_identity(None, None, None, identity()).unwrap_err(),
+            ConnectionError::NoAccountName
+        );
+        let path_style = StorageAccount::with_identity(None, Some("https://127.0.0.1:10000/acct"), None, identity());
+        let path_style = path_style.unwrap();
+        assert_eq!(path_style.name, "acct");
+        assert_eq!(path_style.table_endpoint, None);
+    }
+
+    #[tokio::test]
+    async fn a_token_is_never_sent_to_an_http_endpoint_even_on_a_hand_built_account() {
+        let account = StorageAccount {
+            name: "acct".into(),
+            credential: Credential::ManagedIdentity(identity()),
+            blob_endpoint: Some(Url::parse("http://127.0.0.1:9/acct").unwrap()),
+            table_endpoint: Some(Url::parse("http://127.0.0.1:9/acct").unwrap()),
+        };
+        let http = crate::auth::keystore::http_client(&crate::config::JwksSettings::default());
+        let blobs = BlobClient::new(account.clone(), http.clone());
+        assert_eq!(blobs.get("c", "b").await, Err(StorageError::InsecureEndpoint));
+        let tables = TableClient::new(account, http);
+        assert_eq!(tables.create_table("t").await, Err(StorageError::InsecureEndpoint));
+    }
+
+    #[tokio::test]
+    async fn a_missing_service_endpoint_is_an_error_not_a_request() {
+        let account = StorageAccount::with_identity(None, None, Some("https://127.0.0.1:9/acct"), identity()).unwrap();
+        let blobs =
+            BlobClient::new(account, crate::auth::keystore::http_client(&crate::config::JwksSettings::default()));
+        assert_eq!(blobs.create_container("c").await, Err(StorageError::NoEndpoint("blob")));
     }
 
     #[test]

@@ -31,6 +31,18 @@ impl Azurite {
     /// Installs Azurite on first use (`npm ci`) and starts it, waiting (bounded) until both
     /// services say where they listen.
     pub fn start(logs: &Path) -> Azurite {
+        Self::start_with(logs, &[])
+    }
+
+    /// Azurite over HTTPS with this certificate and key (PEM files) and OAuth on
+    /// (`--oauth basic`: bearer tokens accepted, checked for audience, issuer and lifetime,
+    /// and only over HTTPS), beside Shared Key.
+    pub fn start_https_oauth(logs: &Path, cert: &Path, key: &Path) -> Azurite {
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        Self::start_with(logs, &["--cert", &cert, "--key", &key, "--oauth", "basic"])
+    }
+
+    fn start_with(logs: &Path, extra: &[&str]) -> Azurite {
         ensure_npm_installed(&azurite_dir(), "azurite", "Azurite");
         let log = logs.join("azurite.log");
         let child = Command::new("node")
@@ -41,6 +53,7 @@ impl Azurite {
             .args(["--inMemoryPersistence", "--extentMemoryLimit", "64", "--skipApiVersionCheck", "--loose"])
             // No access log on stdout (only the start-up lines are read).
             .args(["--disableTelemetry", "--silent"])
+            .args(extra)
             .current_dir(logs)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
