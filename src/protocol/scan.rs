@@ -98,6 +98,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a string: borrowed from the text when it has no escapes.
+    #[inline]
     pub(super) fn string(&mut self) -> Scan<Cow<'a, str>> {
         self.expect(b'"')?;
         let open = self.pos - 1;
@@ -113,6 +114,8 @@ impl<'a> Reader<'a> {
     /// closing quote; says whether it held escapes. Escapes are checked for their form
     /// here; what a `\u` escape means is serde_json's to decide ([`Reader::string`]) or
     /// nobody's (skipped values).
+    // Inlined into its three callers: a call's register saves cost more than most strings.
+    #[inline(always)]
     fn string_rest(&mut self) -> Scan<bool> {
         let bytes = self.bytes();
         let mut escaped = false;
@@ -256,6 +259,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An object key and its colon, skipped.
+    #[inline]
     fn key(&mut self) -> Scan<()> {
         self.expect(b'"')?;
         self.string_rest()?;
@@ -307,18 +311,21 @@ impl<'a> Reader<'a> {
 }
 
 /// The containers [`Reader::skip`] is inside, innermost last, one bit each (object or
-/// array): the first 128 inline, deeper ones in a vector allocated only then.
+/// array): the first 64 inline, deeper ones in a vector allocated only then.
 #[derive(Default)]
 struct Levels {
     depth: usize,
-    inline: u128,
+    inline: u64,
     deeper: Vec<bool>,
 }
 
 impl Levels {
+    const INLINE: usize = u64::BITS as usize;
+
     fn push(&mut self, object: bool) {
-        if self.depth < 128 {
-            self.inline = (self.inline & !(1 << self.depth)) | (u128::from(object) << self.depth);
+        if self.depth < Self::INLINE {
+            let bit = 1u64 << self.depth;
+            self.inline = if object { self.inline | bit } else { self.inline & !bit };
         } else {
             self.deeper.push(object);
         }
@@ -327,7 +334,7 @@ impl Levels {
 
     fn pop(&mut self) {
         self.depth -= 1;
-        if self.depth >= 128 {
+        if self.depth >= Self::INLINE {
             self.deeper.pop();
         }
     }
@@ -335,7 +342,7 @@ impl Levels {
     /// Whether the innermost container is an object; `None` outside any.
     fn top(&self) -> Option<bool> {
         let level = self.depth.checked_sub(1)?;
-        Some(if level < 128 { self.inline & (1 << level) != 0 } else { self.deeper[level - 128] })
+        Some(if level < Self::INLINE { self.inline >> level & 1 == 1 } else { self.deeper[level - Self::INLINE] })
     }
 }
 
@@ -344,7 +351,7 @@ impl Levels {
 /// (serde_json's own test, after Mycroft): per byte, `x - 0x20` borrows into the top bit
 /// only for `x < 0x20`, and `(x ^ c) - 1` only where `x == c`; the lowest flagged byte is
 /// always a true one, and the tail is read a byte at a time.
-fn special(bytes: &[u8], from: usize) -> Option<usize> {
+pub(super) fn special(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
     const TOP: u64 = ONES << 7;
     let mut at = from;

@@ -247,19 +247,21 @@ fn generate(flags: &Flags) -> Result<()> {
 /// One HTTP/1.1 request on a keep-alive connection; returns the status.
 fn request(stream: &mut TcpStream, port: u16, path: &str, token: Option<&str>, close: bool) -> Result<u16> {
     let auth = token.map(|t| format!("Bearer {t}"));
-    send(stream, port, path, auth.as_deref(), None, close)
+    send(stream, port, path, auth.as_deref(), "", None, close)
 }
 
-/// One keep-alive request: GET, or POST of `body` as JSON; `authorization` verbatim.
+/// One keep-alive request: GET, or POST of `body` as JSON; `authorization` verbatim;
+/// `extra`: more header lines, each ending in CRLF.
 fn send(
     stream: &mut TcpStream,
     port: u16,
     path: &str,
     authorization: Option<&str>,
+    extra: &str,
     body: Option<&[u8]>,
     close: bool,
 ) -> Result<u16> {
-    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n{extra}")).unwrap_or_else(|| extra.to_owned());
     let connection = if close { "Connection: close\r\n" } else { "" };
     match body {
         None => write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\r\n")?,
@@ -383,6 +385,9 @@ fn load(flags: &Flags) -> Result<()> {
     let header = flags.get("header");
     // --body: POST this file (an invocation envelope) on every request.
     let body = flags.get("body").map(std::fs::read).transpose()?;
+    // --extra "Name: value|Name: value": more header lines on every request.
+    let extra: String =
+        flags.get("extra").unwrap_or("").split('|').filter(|l| !l.is_empty()).map(|l| format!("{l}\r\n")).collect();
     let mut sources: Vec<Vec<Option<String>>> = Vec::new();
     for item in flags.get("mix").unwrap_or("none").split(',') {
         sources.push(if item == "none" {
@@ -400,7 +405,7 @@ fn load(flags: &Flags) -> Result<()> {
         let token = source[(i / sources.len()) % source.len()].as_deref();
         let bearer = token.map(|t| format!("Bearer {t}"));
         let authorization = header.or(bearer.as_deref());
-        *counts.entry(send(&mut stream, port, path, authorization, body.as_deref(), false)?).or_default() += 1;
+        *counts.entry(send(&mut stream, port, path, authorization, &extra, body.as_deref(), false)?).or_default() += 1;
     }
     let summary: Vec<String> = counts.iter().map(|(s, c)| format!("{s}:{c}")).collect();
     println!("load requests={n} seconds={:.2} statuses={}", started.elapsed().as_secs_f64(), summary.join(","));
