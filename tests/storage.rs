@@ -12,11 +12,12 @@ mod azurite;
 mod common;
 #[path = "common/dpop_client.rs"]
 mod dpop_client;
+#[path = "common/flex.rs"]
+mod flex;
 #[path = "common/provider.rs"]
 mod provider;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -26,10 +27,9 @@ use azfn_auth::storage::{BlobClient, Condition, StorageAccount, Written};
 use azurite::Azurite;
 use common::*;
 use dpop_client::{DpopClient, PUBLIC_ORIGIN, call_dpop};
-use provider::{Proc, free_port, log_dir, repo_root};
+use flex::{SECRET, read_until, wait_ready};
+use provider::{Proc, free_port, log_dir};
 use serde_json::json;
-
-const SECRET: &str = "a-test-secret-of-at-least-32-characters";
 
 /// The handler as the host starts it on Flex Consumption, with the storage account and the
 /// sealing secret set and `AUTH_JWKS_SNAPSHOT_DIR` left at `auto`.
@@ -46,66 +46,8 @@ fn handler_with(
     storage: &str,
     extra: &[(&str, &str)],
 ) -> (Proc, Receiver<String>) {
-    let log = logs.join(format!("{name}.stderr.log"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_APP_ROOT_PATH", repo_root())
-        .env("RUST_LOG", "info")
-        .env("WEBSITE_SKU", "FlexConsumption")
-        .env("CONTAINER_NAME", "flex-instance")
-        .env("AUTH_ISSUER", issuer)
-        .env("AUTH_AUDIENCE", AUDIENCE)
-        .env("AzureWebJobsStorage", storage)
-        .env("AUTH_SNAPSHOT_SECRET", SECRET)
-        .envs(extra.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let lines = stdout_lines(&mut child);
-    (Proc::new(name, child, log), lines)
-}
-
-fn stdout_lines(child: &mut Child) -> Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (send, receive) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receive
-}
-
-/// Stdout lines until one contains `needle` (bounded); all lines read so far.
-fn read_until(lines: &Receiver<String>, needle: &str) -> String {
-    let mut out = String::new();
-    while !out.contains(needle) {
-        match lines.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) => {
-                out.push_str(&line);
-                out.push('\n');
-            }
-            Err(_) => panic!("no line with {needle:?} on stdout; got:\n{out}"),
-        }
-    }
-    out
-}
-
-async fn wait_ready(proc: &mut Proc, port: u16, http: &reqwest::Client) {
-    provider::wait_ready(
-        proc,
-        &format!("http://127.0.0.1:{port}"),
-        http,
-        Duration::from_secs(20),
-        Duration::from_millis(20),
-    )
-    .await;
+    let vars: Vec<(&str, &str)> = [("AzureWebJobsStorage", storage)].into_iter().chain(extra.iter().copied()).collect();
+    flex::handler(logs, name, port, issuer, AUDIENCE, &vars)
 }
 
 async fn call(http: &reqwest::Client, port: u16, token: &str) -> u16 {

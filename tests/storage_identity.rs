@@ -18,14 +18,14 @@ mod azurite;
 mod common;
 #[path = "common/dpop_client.rs"]
 mod dpop_client;
+#[path = "common/flex.rs"]
+mod flex;
 #[path = "common/provider.rs"]
 mod provider;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,10 +39,9 @@ use azfn_auth::storage::{BlobClient, Inserted, StorageAccount, StorageError, Tab
 use azurite::Azurite;
 use common::*;
 use dpop_client::{DpopClient, PUBLIC_ORIGIN, call_dpop};
-use provider::{Proc, free_port, log_dir, repo_root};
+use flex::{SECRET, handler, read_until, wait_ready};
+use provider::{free_port, log_dir, repo_root};
 use serde_json::json;
-
-const SECRET: &str = "a-test-secret-of-at-least-32-characters";
 
 /// The stand-in's `IDENTITY_HEADER` (a per-test value, as the platform's is per app).
 const HEADER: &str = "stand-in-identity-header-1f6c";
@@ -56,6 +55,23 @@ struct TestTls {
     ca_pem: String,
     cert: PathBuf,
     key: PathBuf,
+}
+
+/// What every test here starts from: Azurite over HTTPS in OAuth mode (with its test CA)
+/// and a stand-in identity endpoint; logs under `storage-identity/<name>`.
+struct Stage {
+    logs: PathBuf,
+    tls: TestTls,
+    azurite: Azurite,
+    identity: IdentityEndpoint,
+}
+
+async fn stage(name: &str) -> Stage {
+    let logs = log_dir("storage-identity", name);
+    let tls = test_tls(&logs);
+    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
+    let identity = IdentityEndpoint::start().await;
+    Stage { logs, tls, azurite, identity }
 }
 
 fn test_tls(dir: &Path) -> TestTls {
@@ -200,11 +216,8 @@ fn account(vars: &[(&str, String)], service: Service) -> StorageAccount {
 
 #[tokio::test]
 async fn blob_snapshots_go_through_managed_identity_tokens_fetched_once() {
-    let logs = log_dir("storage-identity", "blob");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
+    let Stage { tls, azurite, identity, .. } = stage("blob").await;
     assert!(azurite.blob_endpoint.starts_with("https://127.0.0.1:"), "{}", azurite.blob_endpoint);
-    let identity = IdentityEndpoint::start().await;
     let mut vars = identity.platform(HEADER).to_vec();
     vars.push(("AzureWebJobsStorage__blobServiceUri", azurite.blob_endpoint.clone()));
     let snapshots = BlobSnapshots::new(
@@ -229,10 +242,7 @@ async fn blob_snapshots_go_through_managed_identity_tokens_fetched_once() {
 
 #[tokio::test]
 async fn table_inserts_go_through_a_user_assigned_identity_and_refuse_a_second_proof() {
-    let logs = log_dir("storage-identity", "table");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
-    let identity = IdentityEndpoint::start().await;
+    let Stage { tls, azurite, identity, .. } = stage("table").await;
     let client_id = "5f0c1a2b-0000-4000-8000-00000000c11d";
     let mut vars = identity.platform(HEADER).to_vec();
     vars.push(("AzureWebJobsStorage__tableServiceUri", azurite.table_endpoint.clone()));
@@ -253,10 +263,7 @@ async fn table_inserts_go_through_a_user_assigned_identity_and_refuse_a_second_p
 
 #[tokio::test]
 async fn a_wrong_identity_header_makes_no_storage_call_and_azurite_refuses_a_token_for_another_audience() {
-    let logs = log_dir("storage-identity", "refused");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
-    let identity = IdentityEndpoint::start().await;
+    let Stage { tls, azurite, identity, .. } = stage("refused").await;
 
     // A wrong IDENTITY_HEADER: the endpoint refuses, and no storage call is made at all.
     let mut vars = identity.platform("not-the-platform-header").to_vec();
@@ -300,10 +307,7 @@ fn in_process(config: &azfn_auth::config::AuthConfig, tls: &TestTls) -> axum::Ro
 
 #[tokio::test]
 async fn a_new_instance_with_the_issuer_down_serves_from_a_snapshot_reached_with_identity_tokens() {
-    let logs = log_dir("storage-identity", "restart");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
-    let identity = IdentityEndpoint::start().await;
+    let Stage { tls, azurite, identity, .. } = stage("restart").await;
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
     let mut vars = identity.platform(HEADER).to_vec();
@@ -338,10 +342,7 @@ async fn a_new_instance_with_the_issuer_down_serves_from_a_snapshot_reached_with
 
 #[tokio::test]
 async fn strict_dpop_through_identity_tokens_admits_a_proof_once() {
-    let logs = log_dir("storage-identity", "dpop");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
-    let identity = IdentityEndpoint::start().await;
+    let Stage { tls, azurite, identity, .. } = stage("dpop").await;
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
     let client_id = "0d9e8f7a-0000-4000-8000-0000000dc0de";
@@ -382,77 +383,9 @@ async fn strict_dpop_through_identity_tokens_admits_a_proof_once() {
 // Through the built handler, as the host starts it on Flex Consumption with an
 // identity-based AzureWebJobsStorage.
 
-/// The handler started with `vars`: its guard (stderr in a log file) and its stdout lines.
-fn handler(
-    logs: &Path,
-    name: &'static str,
-    port: u16,
-    issuer: &str,
-    vars: &[(&str, String)],
-) -> (Proc, Receiver<String>) {
-    let log = logs.join(format!("{name}.stderr.log"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_APP_ROOT_PATH", repo_root())
-        .env("RUST_LOG", "info")
-        .env("WEBSITE_SKU", "FlexConsumption")
-        .env("CONTAINER_NAME", "flex-instance")
-        .env("AUTH_ISSUER", issuer)
-        .env("AUTH_AUDIENCE", AUDIENCE)
-        .env("AUTH_SNAPSHOT_SECRET", SECRET)
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (send, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc::new(name, child, log), lines)
-}
-
-/// Stdout lines until one contains `needle` (bounded); all lines read so far. Blocks its
-/// worker thread, so the tests calling it run on two.
-fn read_until(lines: &Receiver<String>, needle: &str) -> String {
-    let mut out = String::new();
-    while !out.contains(needle) {
-        match lines.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) => {
-                out.push_str(&line);
-                out.push('\n');
-            }
-            Err(_) => panic!("no line with {needle:?} on stdout; got:\n{out}"),
-        }
-    }
-    out
-}
-
-async fn wait_ready(proc: &mut Proc, port: u16, http: &reqwest::Client) {
-    provider::wait_ready(
-        proc,
-        &format!("http://127.0.0.1:{port}"),
-        http,
-        Duration::from_secs(20),
-        Duration::from_millis(20),
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_identity_header_leaves_normal_service_without_snapshots_and_never_logs_it() {
-    let logs = log_dir("storage-identity", "snapshot-refused");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
-    let identity = IdentityEndpoint::start().await;
+    let Stage { logs, azurite, identity, .. } = stage("snapshot-refused").await;
     let http = provider::http_client(Duration::from_secs(10));
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
@@ -461,7 +394,7 @@ async fn a_wrong_identity_header_leaves_normal_service_without_snapshots_and_nev
     vars.push(("AzureWebJobsStorage__blobServiceUri", azurite.blob_endpoint.clone()));
 
     let port = free_port();
-    let (mut proc, lines) = handler(&logs, "snapshot-refused", port, &idp.issuer, &vars);
+    let (mut proc, lines) = handler(&logs, "snapshot-refused", port, &idp.issuer, AUDIENCE, &vars);
     let start = read_until(&lines, "scale-out state");
     assert!(start.contains("snapshots=blob"), "auto picks blob for an identity-based app: {start}");
     wait_ready(&mut proc, port, &http).await;
@@ -481,10 +414,7 @@ async fn a_wrong_identity_header_leaves_normal_service_without_snapshots_and_nev
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_dpop_with_a_wrong_identity_header_is_503_and_bearer_is_untouched() {
-    let logs = log_dir("storage-identity", "dpop-refused");
-    let tls = test_tls(&logs);
-    let azurite = Azurite::start_https_oauth(&logs, &tls.cert, &tls.key);
-    let identity = IdentityEndpoint::start().await;
+    let Stage { logs, azurite, identity, .. } = stage("dpop-refused").await;
     let http = provider::http_client(Duration::from_secs(10));
     let key = rsa_key("rsa-a.pem", "key-a");
     let idp = Idp::start(&[&key]).await;
@@ -497,7 +427,7 @@ async fn strict_dpop_with_a_wrong_identity_header_is_503_and_bearer_is_untouched
     vars.push(("AUTH_JWKS_SNAPSHOT_DIR", "off".to_owned()));
 
     let port = free_port();
-    let (mut proc, lines) = handler(&logs, "dpop-refused", port, &idp.issuer, &vars);
+    let (mut proc, lines) = handler(&logs, "dpop-refused", port, &idp.issuer, AUDIENCE, &vars);
     let start = read_until(&lines, "scale-out state");
     assert!(start.contains("replay=table"), "{start}");
     wait_ready(&mut proc, port, &http).await;
@@ -528,7 +458,7 @@ fn an_identity_based_replay_store_without_the_identity_endpoint_does_not_start()
         ("AUTH_DPOP_REPLAY_STORE", "table".to_owned()),
         ("AUTH_PUBLIC_URL", PUBLIC_ORIGIN.to_owned()),
     ];
-    let (mut proc, _lines) = handler(&logs, "no-endpoint", free_port(), "https://issuer.example.com/", &vars);
+    let (mut proc, _lines) = handler(&logs, "no-endpoint", free_port(), "https://issuer.example.com/", AUDIENCE, &vars);
     let status = proc.child.wait().unwrap();
     assert!(!status.success(), "must not start");
     let text = proc.log_text();

@@ -152,41 +152,30 @@ impl<'a> Reader<'a> {
     /// Reads an object member by member: `member` gets each key and must consume exactly
     /// one value (by a reader method).
     pub(super) fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Scan<()>) -> Scan<()> {
-        self.expect(b'{')?;
-        self.enter()?;
-        if self.next_byte()? == b'}' {
-            self.pos += 1;
-        } else {
-            loop {
-                let key = self.string()?;
-                self.expect(b':')?;
-                member(self, key)?;
-                match self.next_byte()? {
-                    b',' => self.pos += 1,
-                    b'}' => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(NotJson),
-                }
-            }
-        }
-        self.depth -= 1;
-        Ok(())
+        self.container(b'{', b'}', |r| {
+            let key = r.string()?;
+            r.expect(b':')?;
+            member(r, key)
+        })
     }
 
     /// Reads an array element by element: `element` must consume exactly one value.
-    pub(super) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
-        self.expect(b'[')?;
+    pub(super) fn array(&mut self, element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+        self.container(b'[', b']', element)
+    }
+
+    /// `open`, then items read by `item` separated by commas, then `close`.
+    fn container(&mut self, open: u8, close: u8, mut item: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+        self.expect(open)?;
         self.enter()?;
-        if self.next_byte()? == b']' {
+        if self.next_byte()? == close {
             self.pos += 1;
         } else {
             loop {
-                element(self)?;
+                item(self)?;
                 match self.next_byte()? {
                     b',' => self.pos += 1,
-                    b']' => {
+                    byte if byte == close => {
                         self.pos += 1;
                         break;
                     }
