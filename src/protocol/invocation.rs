@@ -258,6 +258,36 @@ fn route_params(raw: &str) -> Result<Vec<(String, Option<String>)>, EnvelopeErro
         .collect()
 }
 
+/// A header name from the envelope. The host writes the names it forwards as the client
+/// sent them, usually in these spellings: those are matched exactly (a length switch and a
+/// compare) instead of being lowercased and looked up, which costs several times more;
+/// any other spelling goes through [`HeaderName::from_bytes`], which gives the same name.
+fn header_name(name: &str) -> Option<HeaderName> {
+    Some(match name {
+        "Accept" => header::ACCEPT,
+        "Accept-Encoding" => header::ACCEPT_ENCODING,
+        "Accept-Language" => header::ACCEPT_LANGUAGE,
+        "Authorization" => header::AUTHORIZATION,
+        "Cache-Control" => header::CACHE_CONTROL,
+        "Connection" => header::CONNECTION,
+        "Content-Length" => header::CONTENT_LENGTH,
+        "Content-Type" => header::CONTENT_TYPE,
+        "Cookie" => header::COOKIE,
+        "DPoP" => HeaderName::from_static("dpop"),
+        "Host" => header::HOST,
+        "Origin" => header::ORIGIN,
+        "Referer" => header::REFERER,
+        "User-Agent" => header::USER_AGENT,
+        "traceparent" => HeaderName::from_static("traceparent"),
+        "tracestate" => HeaderName::from_static("tracestate"),
+        "X-Forwarded-For" => HeaderName::from_static("x-forwarded-for"),
+        "X-Forwarded-Host" => HeaderName::from_static("x-forwarded-host"),
+        "X-Forwarded-Proto" => HeaderName::from_static("x-forwarded-proto"),
+        "x-functions-key" => HeaderName::from_static("x-functions-key"),
+        other => return HeaderName::from_bytes(other.as_bytes()).ok(),
+    })
+}
+
 /// A header value for `text`, sharing the envelope's memory where it can ([`share`]).
 fn header_value(envelope: &Bytes, text: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     HeaderValue::from_maybe_shared(share(envelope, text))
@@ -420,7 +450,7 @@ fn read_headers(reader: &mut scan::Reader<'_>, envelope: &Bytes) -> Scan<Headers
     let mut map = HeaderMap::with_capacity(16);
     let mut valid = true;
     reader.object(|r, name| {
-        let name = if valid { HeaderName::from_bytes(name.as_bytes()).ok() } else { None };
+        let name = if valid { header_name(&name) } else { None };
         let mut line = |r: &mut scan::Reader<'_>| {
             let value = text(r)?;
             let Some(name) = &name else { return Ok(()) };
@@ -765,6 +795,39 @@ mod tests {
             assert_eq!(or_root(path_and_query(&Bytes::new(), url)), http, "{url:?}");
         }
         assert!(path_and_query(&Bytes::new(), "https://a b/x").is_none());
+    }
+
+    #[test]
+    fn header_names_spelled_as_the_host_sends_them_are_the_names_http_parses() {
+        for name in [
+            "Accept",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Authorization",
+            "Cache-Control",
+            "Connection",
+            "Content-Length",
+            "Content-Type",
+            "Cookie",
+            "DPoP",
+            "Host",
+            "Origin",
+            "Referer",
+            "User-Agent",
+            "traceparent",
+            "tracestate",
+            "X-Forwarded-For",
+            "X-Forwarded-Host",
+            "X-Forwarded-Proto",
+            "x-functions-key",
+            "X-Custom",
+            "accept",
+            "ACCEPT",
+            "bad name",
+            "",
+        ] {
+            assert_eq!(header_name(name), HeaderName::from_bytes(name.as_bytes()).ok(), "{name:?}");
+        }
     }
 
     #[test]
