@@ -121,7 +121,7 @@ pub fn to_http_request(trigger: &str, envelope: &[u8]) -> Result<http::Request<B
 /// Converts an HTTP trigger's envelope, already in [`Bytes`] (as read from the host):
 /// header values and bodies without escapes share its memory instead of being copied.
 ///
-/// One pass over the envelope ([`scan`]), borrowing from it: `Data.<trigger>` is read
+/// One pass over the envelope (the module `scan`), borrowing from it: `Data.<trigger>` is read
 /// member by member (strings borrowed unless they hold escapes), header lines go straight
 /// into the request's header map; `Metadata` (which mirrors the client's JSON body),
 /// undeclared bindings and other trigger members are skipped without building anything, so
