@@ -408,11 +408,11 @@ fn read_http_trigger<'a>(reader: &mut scan::Reader<'a>, envelope: &Bytes) -> Sca
     let mut headers_seen = false;
     reader.object(|r, key| match key.as_ref() {
         "Method" | "method" => {
-            let method = text(r)?;
+            let method = r.maybe_string()?;
             once(&mut trigger.method, method)
         }
         "Url" | "url" => {
-            let url = text(r)?;
+            let url = r.maybe_string()?;
             once(&mut trigger.url, url)
         }
         "Headers" | "headers" => {
@@ -435,11 +435,6 @@ fn read_http_trigger<'a>(reader: &mut scan::Reader<'a>, envelope: &Bytes) -> Sca
     Ok(trigger)
 }
 
-/// A string member, or `None` (consumed) for any other JSON type.
-fn text<'a>(reader: &mut scan::Reader<'a>) -> Scan<Option<Cow<'a, str>>> {
-    if reader.peek()? == Kind::String { reader.string().map(Some) } else { reader.skip().map(|()| None) }
-}
-
 /// `Headers`: an object of header names to a string or an array of strings (one header
 /// line per entry), each line appended to the map in envelope order.
 fn read_headers(reader: &mut scan::Reader<'_>, envelope: &Bytes) -> Scan<Headers> {
@@ -452,7 +447,7 @@ fn read_headers(reader: &mut scan::Reader<'_>, envelope: &Bytes) -> Scan<Headers
     reader.object(|r, name| {
         let name = if valid { header_name(&name) } else { None };
         let mut line = |r: &mut scan::Reader<'_>| {
-            let value = text(r)?;
+            let value = r.maybe_string()?;
             let Some(name) = &name else { return Ok(()) };
             let value = value.and_then(|value| header_value(envelope, &value).ok());
             // `append` would panic past the map's capacity; `try_append` reports it.

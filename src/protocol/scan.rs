@@ -102,6 +102,22 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     pub(super) fn string(&mut self) -> Scan<Cow<'a, str>> {
         self.expect(b'"')?;
+        self.string_after_quote()
+    }
+
+    /// A string if the next value is one (`None`, the value consumed, for any other type).
+    pub(super) fn maybe_string(&mut self) -> Scan<Option<Cow<'a, str>>> {
+        if self.next_byte()? == b'"' {
+            self.pos += 1;
+            self.string_after_quote().map(Some)
+        } else {
+            self.skip().map(|()| None)
+        }
+    }
+
+    /// The rest of a string whose opening quote was just consumed.
+    #[inline(always)]
+    fn string_after_quote(&mut self) -> Scan<Cow<'a, str>> {
         let open = self.pos - 1;
         let escaped = self.string_rest()?;
         let text = self.text;
