@@ -25,8 +25,12 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// cannot be moved under another issuer's name).
 const SEAL_LABEL: &str = "azfn-auth jwks snapshot v1\n";
 
-/// Times one write retries after losing an ETag race, before leaving it to the other writer.
-const MAX_RACES: usize = 3;
+/// Rounds one write may lose an ETag race before it gives up. Each lost round means another
+/// writer's write succeeded in between, and a writer only writes a fetch at least as new as
+/// the stored one, so the newest fetch is stored once it has lost at most one round per other
+/// concurrent writer: the bound only guards against a store that never settles. (It was 3,
+/// and the newest of 40 concurrent writes then gave up with an older one stored.)
+const MAX_RACES: usize = 64;
 
 /// `AUTH_SNAPSHOT_SECRET`: the HMAC key every instance seals and checks snapshots with.
 #[derive(Clone, PartialEq, Eq)]
