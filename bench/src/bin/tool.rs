@@ -263,18 +263,24 @@ fn send(
 ) -> Result<u16> {
     let auth = authorization.map(|a| format!("Authorization: {a}\r\n{extra}")).unwrap_or_else(|| extra.to_owned());
     let connection = if close { "Connection: close\r\n" } else { "" };
+    // The whole request in one write, as an HTTP client library sends it. `write!` straight
+    // to the socket would send each formatted piece as its own segment (TCP_NODELAY), and how
+    // many of them the server finds at each wake-up depends on timing: that alone moved the
+    // bare baseline's instructions per request by 15% between runs.
+    let mut request = Vec::with_capacity(512 + body.map_or(0, <[u8]>::len));
     match body {
-        None => write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\r\n")?,
+        None => write!(request, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\r\n")?,
         Some(body) => {
             write!(
-                stream,
+                request,
                 "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{connection}\
                  Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )?;
-            stream.write_all(body)?;
+            request.extend_from_slice(body);
         }
     }
+    stream.write_all(&request)?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
