@@ -261,7 +261,9 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, const { HeaderValue::from_static("text/plain; charset=utf-8") });
     response
 }
 
@@ -417,7 +419,7 @@ fn forwarded(spec: &FunctionSpec, mut response: Response<Body>, correlation: &Co
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of the body is never read: say the connection ends with this answer
         // (RFC 9110 §15.5.14), so the host does not send its next request on it.
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response.headers_mut().insert(header::CONNECTION, const { HeaderValue::from_static("close") });
     }
     if let Some(outputs) = response.extensions_mut().remove::<Outputs>() {
         let names: Vec<&str> = outputs.0.iter().map(|(name, _)| name.as_str()).collect();
@@ -549,7 +551,7 @@ pub async fn invoke_trigger_correlated(
     if let Ok(uri) = format!("/{}", spec.name).parse() {
         *request.uri_mut() = uri;
     }
-    request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request.headers_mut().insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/json") });
     request.extensions_mut().insert(correlation.clone());
     request.extensions_mut().insert(Invocation {
         function: name.clone(),
@@ -680,7 +682,7 @@ async fn http_result(
 
 fn json_answer(result: String) -> Response<Body> {
     let mut response = Response::new(Body::from(result));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/json") });
     response
 }
 
@@ -690,7 +692,9 @@ fn failed(status: StatusCode, text: String) -> Response<Body> {
     let status = if status.is_success() { StatusCode::INTERNAL_SERVER_ERROR } else { status };
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, const { HeaderValue::from_static("text/plain; charset=utf-8") });
     response
 }
 
@@ -698,13 +702,13 @@ fn failed(status: StatusCode, text: String) -> Response<Body> {
 fn metadata_document(metadata: &ResourceMetadata, method: &Method) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response.headers_mut().insert(header::ALLOW, const { HeaderValue::from_static("GET, HEAD") });
         return response;
     }
     let mut response = Response::new(Body::from(metadata.document.clone()));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    headers.insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/json") });
+    headers.insert(header::CACHE_CONTROL, const { HeaderValue::from_static("public, max-age=3600") });
     response
 }
 

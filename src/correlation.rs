@@ -135,7 +135,7 @@ impl TraceContext {
         hex(&span, &mut text[36..52]);
         text[52..].copy_from_slice(b"-00");
         let traceparent = HeaderValue::from_bytes(&text)
-            .unwrap_or(HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-00"));
+            .unwrap_or(const { HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-00") });
         Self { traceparent, tracestate: Vec::new(), from_caller: false }
     }
 

@@ -543,8 +543,8 @@ impl AuthError {
         let mut response = Response::new(Body::from(self.client_text()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::CONTENT_TYPE, const { HeaderValue::from_static("text/plain; charset=utf-8") });
+        headers.insert(header::CACHE_CONTROL, const { HeaderValue::from_static("no-store") });
         if let Some(challenge) = challenges.header(&self) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
@@ -552,7 +552,7 @@ impl AuthError {
             headers.insert(header::RETRY_AFTER, challenges.retry_after.clone());
         }
         if self == Self::Overloaded || self == Self::ReplayStoreUnavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.insert(header::RETRY_AFTER, const { HeaderValue::from_static("1") });
         }
         response
     }

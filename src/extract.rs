@@ -58,7 +58,7 @@ pub struct NoClaims;
 impl IntoResponse for NoClaims {
     fn into_response(self) -> Response {
         let mut response = (StatusCode::UNAUTHORIZED, "This function requires an access token").into_response();
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, const { HeaderValue::from_static("Bearer") });
         response
     }
 }
@@ -658,7 +658,9 @@ impl IntoResponse for Problem {
             invalid_params: self.invalid_params.iter().map(|(name, reason)| InvalidParam { name, reason }).collect(),
         };
         let mut response = (self.status, axum::Json(document)).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/problem+json") });
         response
     }
 }

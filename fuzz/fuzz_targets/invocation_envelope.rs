@@ -6,7 +6,8 @@
 //! Checked: never panics; input serde_json does not take as JSON is refused as not JSON
 //! (the envelope reader is hand-written: this holds it to serde_json's grammar); a parsed
 //! request's `Authorization` header goes through `bearer_token` without panicking; the
-//! answer envelope is always valid JSON with the response under `Outputs.res`.
+//! answer envelope is always valid JSON with the response under `Outputs.res`, its body
+//! reading back as the request's.
 
 #![no_main]
 
@@ -48,4 +49,6 @@ fuzz_target!(|data: &[u8]| {
     let text = result.to_string();
     let back: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("answer is not JSON: {e}"));
     assert_eq!(back["Outputs"]["res"]["statusCode"], status.as_u16());
+    // Strings are escaped by hand (`json_string`): the body must read back as it was sent.
+    assert_eq!(back["Outputs"]["res"]["body"], String::from_utf8_lossy(request.body()).as_ref());
 });

@@ -273,17 +273,17 @@ fn header_name(name: &str) -> Option<HeaderName> {
         "Content-Length" => header::CONTENT_LENGTH,
         "Content-Type" => header::CONTENT_TYPE,
         "Cookie" => header::COOKIE,
-        "DPoP" => HeaderName::from_static("dpop"),
+        "DPoP" => const { HeaderName::from_static("dpop") },
         "Host" => header::HOST,
         "Origin" => header::ORIGIN,
         "Referer" => header::REFERER,
         "User-Agent" => header::USER_AGENT,
-        "traceparent" => HeaderName::from_static("traceparent"),
-        "tracestate" => HeaderName::from_static("tracestate"),
-        "X-Forwarded-For" => HeaderName::from_static("x-forwarded-for"),
-        "X-Forwarded-Host" => HeaderName::from_static("x-forwarded-host"),
-        "X-Forwarded-Proto" => HeaderName::from_static("x-forwarded-proto"),
-        "x-functions-key" => HeaderName::from_static("x-functions-key"),
+        "traceparent" => const { HeaderName::from_static("traceparent") },
+        "tracestate" => const { HeaderName::from_static("tracestate") },
+        "X-Forwarded-For" => const { HeaderName::from_static("x-forwarded-for") },
+        "X-Forwarded-Host" => const { HeaderName::from_static("x-forwarded-host") },
+        "X-Forwarded-Proto" => const { HeaderName::from_static("x-forwarded-proto") },
+        "x-functions-key" => const { HeaderName::from_static("x-functions-key") },
         other => return HeaderName::from_bytes(other.as_bytes()).ok(),
     })
 }
@@ -615,17 +615,35 @@ fn text_of(bytes: &[u8]) -> Cow<'_, str> {
     std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
 }
 
-/// `text` as a JSON string: copied whole when nothing in it needs escaping (the check is
-/// the envelope reader's, eight bytes at a time), else written by serde_json.
+/// `text` as a JSON string, escaped as serde_json escapes (`\"`, `\\`, `\b`, `\f`, `\n`,
+/// `\r`, `\t`, other controls as `\u00xx`, nothing else): the runs between the bytes that
+/// need it, found by the envelope reader's search, are copied whole.
 fn json_string(out: &mut String, text: &str) {
-    if scan::special(text.as_bytes(), 0).is_some() {
-        // A `str` always serializes.
-        out.push_str(&serde_json::to_string(text).unwrap_or_default());
-    } else {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.push('"');
+    let mut from = 0;
+    while let Some(at) = scan::special(bytes, from) {
+        // `at` is an ASCII byte, so both slices end on character boundaries.
+        out.push_str(&text[from..at]);
+        match bytes[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            control => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(control >> 4)]));
+                out.push(char::from(HEX[usize::from(control & 0xf)]));
+            }
+        }
+        from = at + 1;
     }
+    out.push_str(&text[from..]);
+    out.push('"');
 }
 
 /// [`invocation_result`] for an HTTP function with no other outputs.
@@ -757,6 +775,14 @@ mod tests {
             let mut out = String::new();
             json_string(&mut out, text);
             assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+        // Every control character, and escapes far into a long string (the block search).
+        let long: String =
+            (0u8..0x20).map(|c| format!("{}{}\"\\", "x".repeat(usize::from(c) * 3), char::from(c))).collect();
+        for text in (0u8..0x20).map(|c| char::from(c).to_string()).chain([long]) {
+            let mut out = String::new();
+            json_string(&mut out, &text);
+            assert_eq!(out, serde_json::to_string(&text).unwrap(), "{text:?}");
         }
         let mut headers = HeaderMap::new();
         headers.insert("x-odd", HeaderValue::from_bytes(b"a\"b\xff").unwrap());
