@@ -202,7 +202,7 @@ impl AppState {
             }
         }
         let resource_metadata =
-            auth.resource().map(|resource| ResourceMetadata::new(resource, auth.issuers(), &layout));
+            auth.resource().map(|resource| ResourceMetadata::new(resource, &auth.authorization_servers(), &layout));
         let mut challenge = auth.challenge_context();
         challenge.resource_metadata = resource_metadata.as_ref().map(|m| m.url.clone());
         let mut challenges = Challenges::new(challenge);

@@ -46,8 +46,9 @@ pub struct ResourceMetadata {
 }
 
 impl ResourceMetadata {
-    /// Builds the document for `resource`, the given issuers and the scopes the policies use.
-    pub fn new<'a>(resource: &Url, issuers: impl Iterator<Item = &'a str>, layout: &AppLayout) -> Self {
+    /// Builds the document for `resource`, the given authorization servers (issuers) and the
+    /// scopes the policies use.
+    pub fn new(resource: &Url, issuers: &[String], layout: &AppLayout) -> Self {
         let mut scopes: Vec<&str> = layout
             .functions
             .iter()
@@ -62,7 +63,7 @@ impl ResourceMetadata {
         scopes.dedup();
         let mut document = json!({
             "resource": resource.as_str(),
-            "authorization_servers": issuers.collect::<Vec<_>>(),
+            "authorization_servers": issuers,
             "bearer_methods_supported": ["header"],
         });
         if !scopes.is_empty() {
@@ -114,7 +115,7 @@ mod tests {
     fn document_lists_issuers_and_locations() {
         let layout = AppLayout { route_prefix: "api".into(), mode: HostMode::Forwarding, functions: vec![] };
         let resource = Url::parse("https://app.example.net/api").unwrap();
-        let meta = ResourceMetadata::new(&resource, ["https://t.auth0.com/"].into_iter(), &layout);
+        let meta = ResourceMetadata::new(&resource, &["https://t.auth0.com/".to_owned()], &layout);
         let doc: serde_json::Value = serde_json::from_str(&meta.document).unwrap();
         assert_eq!(doc["resource"], "https://app.example.net/api");
         assert_eq!(doc["authorization_servers"], json!(["https://t.auth0.com/"]));
@@ -132,7 +133,7 @@ mod tests {
             crate::layout::FunctionSpec::http("prm", ".well-known/oauth-protected-resource/mcp", None).unwrap();
         function.policy = crate::auth::policy::Policy::Anonymous;
         let layout = AppLayout { route_prefix: String::new(), mode: HostMode::Proxy, functions: vec![function] };
-        let meta = ResourceMetadata::new(&resource, ["https://t.auth0.com/"].into_iter(), &layout);
+        let meta = ResourceMetadata::new(&resource, &["https://t.auth0.com/".to_owned()], &layout);
         assert_eq!(meta.url, "https://app.example.net/.well-known/oauth-protected-resource/mcp");
         assert!(meta.serves("/.well-known/oauth-protected-resource/mcp"));
         assert!(meta.serves("/.well-known/oauth-protected-resource"));

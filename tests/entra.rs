@@ -326,3 +326,24 @@ async fn a_template_without_tenants_fails_closed_at_start_up() {
     });
     assert!(Authenticator::new(&config).is_err());
 }
+
+/// RFC 9728 metadata names issuers a client can discover: each allowed tenant's own, or
+/// Entra's `organizations` issuer for any tenant; never the `{tenantid}` template itself.
+#[tokio::test]
+async fn resource_metadata_lists_the_tenants_issuers_not_the_template() {
+    let key = rsa_key("rsa-a.pem", "key-a");
+    let entra = Entra::start(&key).await;
+    for (tenants, expected) in [
+        (allow(&[TENANT_A, TENANT_B]), json!([entra.issuer(TENANT_A), entra.issuer(TENANT_B)])),
+        (TenantAllowList::Any, json!([entra.issuer("organizations")])),
+    ] {
+        let mut config = config(&entra.template(), KeySource::Discovery, tenants);
+        config.resource = Some("https://my-api.example.net/api".parse().unwrap());
+        let router = build(&config, HostMode::Forwarding, json!({}));
+        let request = Request::get("/.well-known/oauth-protected-resource/api").body(Body::empty()).unwrap();
+        let answer = send(&router, request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let document: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(document["authorization_servers"], expected, "{document}");
+    }
+}

@@ -208,6 +208,29 @@ impl Authenticator {
         self.issuers.iter().map(|s| s.issuer())
     }
 
+    /// The issuers a client can get tokens from, for RFC 9728's `authorization_servers`:
+    /// each configured issuer, except that a `{tenantid}` template, which is no issuer a
+    /// client can discover, stands for the issuer of each tenant `AUTH_TENANTS` lists, or
+    /// for Entra's `organizations` issuer when it allows any tenant.
+    pub fn authorization_servers(&self) -> Vec<String> {
+        let mut servers: Vec<String> = Vec::new();
+        for (store, template) in self.issuers.iter().zip(&self.templates) {
+            let issuers = match (template, &self.tenants) {
+                (None, _) => vec![store.issuer().to_owned()],
+                (Some(template), TenantAllowList::Only(tenants)) => {
+                    tenants.iter().map(|t| template.with_tenant(t)).collect()
+                }
+                (Some(template), TenantAllowList::Any) => vec![template.with_tenant(tenant::DISCOVERY_TENANT)],
+            };
+            for issuer in issuers {
+                if !servers.contains(&issuer) {
+                    servers.push(issuer);
+                }
+            }
+        }
+        servers
+    }
+
     /// Where `issuer`'s keys came from and whether its last refresh worked (the decision
     /// line's `keys` field).
     pub fn key_freshness(&self, issuer: &str) -> keystore::Freshness {
