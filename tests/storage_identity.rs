@@ -464,3 +464,31 @@ fn an_identity_based_replay_store_without_the_identity_endpoint_does_not_start()
     let text = proc.log_text();
     assert!(text.contains("IDENTITY_ENDPOINT"), "the error names the variable: {text}");
 }
+
+/// Callers that find no token at the same moment share one fetch, and one failed fetch: a
+/// burst of first requests after start-up is one call to the identity endpoint, not one each.
+#[tokio::test]
+async fn concurrent_first_callers_share_one_token_fetch_and_one_failure() {
+    use azfn_auth::storage::identity::{Identity, IdentityHeader, IdentityTokens};
+    let endpoint = IdentityEndpoint::start().await;
+    let tokens = |header: &str| {
+        let identity = Identity {
+            endpoint: endpoint.url.parse().unwrap(),
+            header: IdentityHeader(header.into()),
+            client_id: None,
+        };
+        IdentityTokens::new(identity, provider::http_client(Duration::from_secs(10)))
+    };
+    let good = tokens(HEADER);
+    let answers = futures_util::future::join_all((0..16).map(|_| good.token())).await;
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|t| t == answers[0].as_ref().unwrap())));
+    assert_eq!((endpoint.issued(), endpoint.refused()), (1, 0), "one fetch for 16 callers");
+
+    let refused = tokens("not-the-platform-header");
+    let answers = futures_util::future::join_all((0..16).map(|_| refused.token())).await;
+    assert!(answers.iter().all(|a| matches!(a, Err(StorageError::Identity(_)))), "{answers:?}");
+    assert_eq!((endpoint.issued(), endpoint.refused()), (1, 1), "one failed fetch for 16 callers");
+    // A later caller tries again: a failure is not cached.
+    assert!(refused.token().await.is_err());
+    assert_eq!(endpoint.refused(), 2);
+}

@@ -60,12 +60,23 @@ struct Answer {
     expires_on: serde_json::Value,
 }
 
-/// Storage tokens of one identity, cached.
+/// Storage tokens of one identity, cached; one fetch at a time.
 pub struct IdentityTokens {
     identity: Identity,
     http: reqwest::Client,
-    /// The current token and when it expires (Unix seconds).
-    cached: Mutex<Option<(String, u64)>>,
+    /// The current token and when it expires (Unix seconds), and the last fetch's outcome.
+    state: Mutex<State>,
+    /// Held while fetching: callers that find no usable token wait for the fetch in flight
+    /// instead of each starting their own.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    cached: Option<(String, u64)>,
+    /// Fetches finished so far, and the error of the last one when it failed.
+    fetches: u64,
+    failure: Option<StorageError>,
 }
 
 impl fmt::Debug for IdentityTokens {
@@ -77,21 +88,58 @@ impl fmt::Debug for IdentityTokens {
 impl IdentityTokens {
     /// Tokens for `identity`, fetched through `http` when needed.
     pub fn new(identity: Identity, http: reqwest::Client) -> Self {
-        Self { identity, http, cached: Mutex::new(None) }
+        Self { identity, http, state: Mutex::default(), fetching: tokio::sync::Mutex::new(()) }
     }
 
     /// A storage token valid for at least [`REFRESH_MARGIN_SECS`]; fetched only when the
-    /// cached one is missing or about to expire (no lock is held while fetching).
+    /// cached one is missing or about to expire. Concurrent callers share one fetch: those
+    /// that waited for it get its token, or its error (so an identity endpoint that is down
+    /// costs one timeout for all of them, not one after another).
     pub async fn token(&self) -> Result<String, StorageError> {
-        let now = unix_now();
-        if let Some((token, expires_on)) = self.cached.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-            && !needs_refresh(*expires_on, now)
+        let usable = |state: &State| {
+            state
+                .cached
+                .as_ref()
+                .filter(|(_, expires_on)| !needs_refresh(*expires_on, unix_now()))
+                .map(|(t, _)| t.clone())
+        };
+        let seen = {
+            let state = self.state();
+            if let Some(token) = usable(&state) {
+                return Ok(token);
+            }
+            state.fetches
+        };
+        let _fetching = self.fetching.lock().await;
         {
-            return Ok(token.clone());
+            let state = self.state();
+            if let Some(token) = usable(&state) {
+                return Ok(token);
+            }
+            if state.fetches != seen
+                && let Some(failure) = &state.failure
+            {
+                return Err(failure.clone());
+            }
         }
-        let (token, expires_on) = self.fetch().await?;
-        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some((token.clone(), expires_on));
-        Ok(token)
+        let fetched = self.fetch().await;
+        let mut state = self.state();
+        state.fetches += 1;
+        match fetched {
+            Ok((token, expires_on)) => {
+                state.cached = Some((token.clone(), expires_on));
+                state.failure = None;
+                Ok(token)
+            }
+            Err(failure) => {
+                state.failure = Some(failure.clone());
+                Err(failure)
+            }
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn fetch(&self) -> Result<(String, u64), StorageError> {
