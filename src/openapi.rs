@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::auth::policy::Policy;
+use crate::auth::tenant;
 use crate::config::{AuthConfig, KeySource};
 use crate::layout::{AppLayout, FunctionSpec};
 use crate::metadata;
@@ -95,7 +96,9 @@ fn token_scheme(auth: Option<&AuthConfig>, scopes: &[&str]) -> Value {
     let Some(issuer) = auth.and_then(|a| a.issuers.first()) else {
         return json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"});
     };
-    let base = issuer.issuer.trim_end_matches('/');
+    // A multi-tenant `{tenantid}` issuer is discovered where the handler reads it.
+    let base = issuer.issuer.replace(tenant::PLACEHOLDER, tenant::DISCOVERY_TENANT);
+    let base = base.trim_end_matches('/');
     let auth0 =
         matches!(&issuer.keys, KeySource::JwksUri(uri) if uri.host_str().is_some_and(|h| h.ends_with(".auth0.com")));
     if auth0 {

@@ -72,10 +72,27 @@ fn every_app_roots_document_is_valid_openapi() {
         ("handler-no-settings", ".", None),
         ("orders", "examples/orders", Some(auth0())),
         ("orders-entra", "examples/orders", Some(entra)),
+        ("orders-entra-multi-tenant", "examples/orders", Some(multi_tenant())),
         ("mcp", "examples/mcp", Some(auth0())),
     ] {
         validate(name, &document(root, auth.as_ref()));
     }
+}
+
+fn multi_tenant() -> AuthConfig {
+    let issuer = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let mut config = AuthConfig::new(issuer, KeySource::Discovery, vec!["api://x".into()]);
+    config.tenants = Some(azfn_auth::config::TenantAllowList::Any);
+    config
+}
+
+#[test]
+fn a_multi_tenant_issuer_is_described_by_the_discovery_document_the_handler_reads() {
+    let doc = document("examples/orders", Some(&multi_tenant()));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["accessToken"]["openIdConnectUrl"],
+        "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration"
+    );
 }
 
 #[test]
