@@ -167,7 +167,18 @@ impl AppState {
                 endpoints.push(Endpoint::ResourceMetadata);
                 continue;
             }
-            let Some((_, handler)) = handlers.iter().find(|(name, _)| name.eq_ignore_ascii_case(&function.name)) else {
+            let registered = handlers.iter().find(|(name, _)| name.eq_ignore_ascii_case(&function.name));
+            if registered.is_none()
+                && function.is_http()
+                && function.route.as_ref().is_some_and(|route| crate::openapi::is_route(route.text()))
+            {
+                // The app's OpenAPI document, behind the folder's own key and policy like
+                // any function (`auth.json` `{"anonymous": true}` makes it public).
+                let handler = openapi_handler(&layout, &auth);
+                endpoints.push(Endpoint::Business { name: Arc::from(function.name.as_str()), handler });
+                continue;
+            }
+            let Some((_, handler)) = registered else {
                 return Err(UnknownFunction::NoHandler {
                     name: function.name.clone(),
                     known: handlers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
@@ -699,6 +710,27 @@ fn failed(status: StatusCode, text: String) -> Response<Body> {
 }
 
 /// The RFC 9728 document: public, cacheable, GET/HEAD only.
+/// Serves the OpenAPI document of `layout` (see [`crate::openapi`]), built once here; the
+/// title is the Function App's name (`WEBSITE_SITE_NAME`, set by App Service) or `app`.
+fn openapi_handler(layout: &AppLayout, auth: &Authenticator) -> BoxedHandler {
+    let title = std::env::var("WEBSITE_SITE_NAME").unwrap_or_else(|_| "app".to_owned());
+    let document = crate::openapi::document_for(layout, auth.first_issuer(), &title).to_string();
+    let document = Bytes::from(document);
+    Arc::new(move |request: Request| {
+        let document = document.clone();
+        Box::pin(async move {
+            if request.method() != Method::GET && request.method() != Method::HEAD {
+                let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                response.headers_mut().insert(header::ALLOW, const { HeaderValue::from_static("GET, HEAD") });
+                return response;
+            }
+            let mut response = Response::new(Body::from(document));
+            response.headers_mut().insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/json") });
+            response
+        })
+    })
+}
+
 fn metadata_document(metadata: &ResourceMetadata, method: &Method) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");

@@ -2,22 +2,38 @@
 //! route (parameters typed from their constraints), methods, the function key where
 //! `authLevel` asks for one, the OAuth scheme of the configured issuer and each operation's
 //! scopes and permissions from `auth.json`, and the 401/403 answers the handler gives.
-//! `handler --openapi` (or any app's binary) prints it; nothing here runs per request.
+//! `handler --openapi` (or any app's binary) prints it, and a function folder routed to
+//! [`ROUTE`] with no handler of its own serves it (built once at start-up; nothing here
+//! runs per request).
 
 use serde_json::{Map, Value, json};
 
 use crate::auth::policy::Policy;
 use crate::auth::tenant;
-use crate::config::{AuthConfig, KeySource};
+use crate::config::{AuthConfig, IssuerConfig, KeySource};
 use crate::layout::{AppLayout, FunctionSpec};
 use crate::metadata;
 
 /// Methods a function without a `methods` list answers (the host routes every method).
 const ALL_METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
+/// The route of a function folder that serves the document (under the host's route
+/// prefix: `https://<app>/api/openapi.json`).
+pub const ROUTE: &str = "openapi.json";
+
+/// Whether a function's `route` is [`ROUTE`].
+pub fn is_route(route: &str) -> bool {
+    route.trim_matches('/').eq_ignore_ascii_case(ROUTE)
+}
+
 /// The document for `layout`. `auth`: the configured issuers (their OAuth scheme), when
 /// the settings are at hand; without them a generic JWT bearer scheme stands in.
 pub fn document(layout: &AppLayout, auth: Option<&AuthConfig>, title: &str) -> Value {
+    document_for(layout, auth.and_then(|a| a.issuers.first()), title)
+}
+
+/// [`document`] with the scheme of `issuer` (the first configured one).
+pub fn document_for(layout: &AppLayout, issuer: Option<&IssuerConfig>, title: &str) -> Value {
     let mut scopes: Vec<&str> = layout.functions.iter().flat_map(|f| policy_scopes(&f.policy)).collect();
     scopes.sort_unstable();
     scopes.dedup();
@@ -27,10 +43,12 @@ pub fn document(layout: &AppLayout, auth: Option<&AuthConfig>, title: &str) -> V
         json!({"type": "apiKey", "in": "header", "name": "x-functions-key",
                "description": "The function's key (also accepted as the `code` query parameter), checked by the Functions host"}),
     );
-    schemes.insert(TOKEN_SCHEME.into(), token_scheme(auth, &scopes));
+    schemes.insert(TOKEN_SCHEME.into(), token_scheme(issuer, &scopes));
 
     let mut paths = Map::new();
-    for function in layout.functions.iter().filter(|f| f.is_http()) {
+    // The folder that serves this document is not part of the API it describes.
+    let described = |f: &&FunctionSpec| f.is_http() && !f.route.as_ref().is_some_and(|r| is_route(r.text()));
+    for function in layout.functions.iter().filter(described) {
         for (variant, (path, parameters)) in paths_of(layout, function).into_iter().enumerate() {
             let entry = paths.entry(path).or_insert_with(|| json!({}));
             for method in methods_of(function) {
@@ -92,8 +110,8 @@ const TOKEN_SCHEME: &str = "accessToken";
 
 /// The first configured issuer's scheme: OAuth 2.0 client credentials at Auth0's token
 /// endpoint, OpenID Connect discovery for the others, a plain JWT bearer without settings.
-fn token_scheme(auth: Option<&AuthConfig>, scopes: &[&str]) -> Value {
-    let Some(issuer) = auth.and_then(|a| a.issuers.first()) else {
+fn token_scheme(issuer: Option<&IssuerConfig>, scopes: &[&str]) -> Value {
+    let Some(issuer) = issuer else {
         return json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"});
     };
     // A multi-tenant `{tenantid}` issuer is discovered where the handler reads it.

@@ -4,6 +4,10 @@
 //! say: typed route parameters, the function key, scopes per operation, anonymous functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../examples/orders/orders.rs"]
+#[allow(dead_code)]
+mod orders;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
@@ -143,4 +147,64 @@ fn the_binary_prints_it_with_openapi() {
     assert_eq!(doc["paths"]["/api/api-a"]["get"]["security"], json!([{"functionKey": [], "accessToken": []}]));
     // Nothing else on stdout: the document pipes straight into a file.
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A folder routed to `openapi.json` with no handler of its own serves the document, in
+/// every host mode, behind its own `auth.json` (anonymous in examples/orders); it is valid,
+/// names the configured issuer and does not list itself.
+#[tokio::test]
+async fn a_folder_routed_to_openapi_json_serves_the_document() {
+    use azfn_auth::layout::HostMode;
+    use azfn_auth::testing::{TestApp, TestIssuer};
+    let issuer = TestIssuer::new();
+    let root = repo().join("examples/orders");
+    for mode in [HostMode::Forwarding, HostMode::Proxy, HostMode::Invocation] {
+        let app = TestApp::builder(&root).issuer(&issuer).mode(mode).build(orders::functions()).unwrap();
+        let answer = app.get("/api/openapi.json").send().await;
+        assert_eq!(answer.status.as_u16(), 200, "{mode:?}: {}", answer.text());
+        assert!(answer.headers["content-type"].to_str().unwrap().starts_with("application/json"), "{mode:?}");
+        let served: Value = answer.json().unwrap();
+        assert!(served["paths"].get("/api/orders").is_some(), "{served}");
+        assert!(served["paths"].get("/api/openapi.json").is_none(), "the document does not describe itself");
+        let url = served["components"]["securitySchemes"]["accessToken"]["openIdConnectUrl"].as_str().unwrap();
+        assert!(url.starts_with(issuer.issuer().trim_end_matches('/')), "{url}");
+        if mode == HostMode::Forwarding {
+            validate("orders-served", &served);
+        }
+        let post = app.post("/api/openapi.json").send().await;
+        // function.json allows GET only: the host routes no other method there.
+        assert_eq!(post.status.as_u16(), 404, "{mode:?}");
+    }
+}
+
+/// Without `{"anonymous": true}` the document is behind the token check like any function:
+/// nothing the folder does not say opens it.
+#[tokio::test]
+async fn the_served_document_follows_its_folders_policy() {
+    use azfn_auth::testing::{TestApp, TestIssuer};
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target)
+            } else {
+                std::fs::copy(entry.path(), target).map(|_| ()).unwrap()
+            }
+        }
+    }
+    let root = std::env::temp_dir().join(format!("azfn-openapi-policy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    copy(&repo().join("examples/orders"), &root);
+    std::fs::write(root.join("openapi/auth.json"), r#"{ "scopes": { "any": ["read:orders"] } }"#).unwrap();
+    let issuer = TestIssuer::new();
+    let app = TestApp::builder(&root).issuer(&issuer).build(orders::functions()).unwrap();
+    let anonymous = app.get("/api/openapi.json").send().await;
+    assert_eq!(anonymous.status.as_u16(), 401, "{}", anonymous.text());
+    assert!(anonymous.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer")));
+    let reader = issuer.token().scope("read:orders").sign();
+    let allowed = app.get("/api/openapi.json").bearer(&reader).send().await;
+    assert_eq!(allowed.status.as_u16(), 200, "{}", allowed.text());
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -8,6 +8,9 @@
 //! | `orders-create` | `POST orders` | takes `Json<NewOrder>`, stores, and queues the order (`outQueue`) |
 //! | `files` | `GET files/{*path}` (anonymous) | echoes the path |
 //! | `cleanup` | timer, every 5 minutes | logs how many orders are held |
+//!
+//! A sixth folder, `openapi` (`GET openapi.json`, anonymous), has no handler here: the library
+//! serves the app's OpenAPI document there.
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -66,6 +66,8 @@ pub struct Authenticator {
     http_timeout: Duration,
     /// Strict DPoP single use across instances (`AUTH_DPOP_REPLAY_STORE=table`).
     replay_table: Option<replay_table::ReplayTable>,
+    /// The first configured issuer, for the OpenAPI document's token scheme.
+    first_issuer: Option<config::IssuerConfig>,
 }
 
 /// The one start-up line saying where scale-out state lives on this plan:
@@ -142,6 +144,7 @@ impl Authenticator {
             (None, false) => TenantAllowList::Only(Vec::new()),
         };
         Ok(Self {
+            first_issuer: config.issuers.first().cloned(),
             templates,
             tenants,
             issuers,
@@ -206,6 +209,11 @@ impl Authenticator {
     /// The configured issuers, in configuration order.
     pub fn issuers(&self) -> impl Iterator<Item = &str> {
         self.issuers.iter().map(|s| s.issuer())
+    }
+
+    /// The first configured issuer (the one the OpenAPI document describes).
+    pub fn first_issuer(&self) -> Option<&config::IssuerConfig> {
+        self.first_issuer.as_ref()
     }
 
     /// The issuers a client can get tokens from, for RFC 9728's `authorization_servers`:
