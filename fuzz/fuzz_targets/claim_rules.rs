@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let parsed = ClaimRules::parse(&doc);
     let in_policy = Policy::parse(json!({ "claims": doc }).to_string().as_bytes());
     // `"claims": null` is no rules, as `null` is for every optional auth.json field.
-    assert!(doc.is_null() || parsed.is_ok() == in_policy.is_ok(), "Policy::parse and ClaimRules::parse disagree on {doc}");
+    assert!(
+        doc.is_null() || parsed.is_ok() == in_policy.is_ok(),
+        "Policy::parse and ClaimRules::parse disagree on {doc}"
+    );
     let Ok(rules) = parsed else { return };
     assert!(!rules.is_empty(), "an accepted rule set requires something");
     assert!(!rules.satisfied_by(&Map::new()), "satisfied without any claim: {doc}");
