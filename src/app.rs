@@ -709,38 +709,36 @@ fn failed(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-/// The RFC 9728 document: public, cacheable, GET/HEAD only.
 /// Serves the OpenAPI document of `layout` (see [`crate::openapi`]), built once here; the
 /// title is the Function App's name (`WEBSITE_SITE_NAME`, set by App Service) or `app`.
 fn openapi_handler(layout: &AppLayout, auth: &Authenticator) -> BoxedHandler {
     let title = std::env::var("WEBSITE_SITE_NAME").unwrap_or_else(|_| "app".to_owned());
-    let document = crate::openapi::document_for(layout, auth.first_issuer(), &title).to_string();
-    let document = Bytes::from(document);
+    let document = Bytes::from(crate::openapi::document_for(layout, auth.first_issuer(), &title).to_string());
     Arc::new(move |request: Request| {
-        let document = document.clone();
-        Box::pin(async move {
-            if request.method() != Method::GET && request.method() != Method::HEAD {
-                let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-                response.headers_mut().insert(header::ALLOW, const { HeaderValue::from_static("GET, HEAD") });
-                return response;
-            }
-            let mut response = Response::new(Body::from(document));
-            response.headers_mut().insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/json") });
-            response
-        })
+        let answer = json_document(request.method(), document.clone(), None);
+        Box::pin(async move { answer })
     })
 }
 
+/// The RFC 9728 document: public, cacheable, GET/HEAD only.
 fn metadata_document(metadata: &ResourceMetadata, method: &Method) -> Response<Body> {
+    let cache = const { HeaderValue::from_static("public, max-age=3600") };
+    json_document(method, Bytes::from(metadata.document.clone()), Some(cache))
+}
+
+/// A JSON document built at start-up, for GET and HEAD (405 with `Allow` otherwise).
+fn json_document(method: &Method, document: Bytes, cache_control: Option<HeaderValue>) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
         response.headers_mut().insert(header::ALLOW, const { HeaderValue::from_static("GET, HEAD") });
         return response;
     }
-    let mut response = Response::new(Body::from(metadata.document.clone()));
+    let mut response = Response::new(Body::from(document));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, const { HeaderValue::from_static("application/json") });
-    headers.insert(header::CACHE_CONTROL, const { HeaderValue::from_static("public, max-age=3600") });
+    if let Some(cache_control) = cache_control {
+        headers.insert(header::CACHE_CONTROL, cache_control);
+    }
     response
 }
 

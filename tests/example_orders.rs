@@ -33,7 +33,7 @@ impl Root {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("azfn-orders-{mode:?}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        copy(Path::new(EXAMPLE), &dir);
+        copy_app_root(Path::new(EXAMPLE), &dir);
         let mut host: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("host.json")).unwrap()).unwrap();
         let section = &mut host["customHandler"];
         section["enableForwardingHttpRequest"] = json!(mode == HostMode::Forwarding);
@@ -48,18 +48,6 @@ impl Root {
 impl Drop for Root {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy(&entry.path(), &target);
-        } else if entry.path().extension().is_some_and(|e| e == "json") {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

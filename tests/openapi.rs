@@ -4,6 +4,7 @@
 //! say: typed route parameters, the function key, scopes per operation, anonymous functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 #[path = "../examples/orders/orders.rs"]
 #[allow(dead_code)]
 mod orders;
@@ -182,21 +183,9 @@ async fn a_folder_routed_to_openapi_json_serves_the_document() {
 #[tokio::test]
 async fn the_served_document_follows_its_folders_policy() {
     use azfn_auth::testing::{TestApp, TestIssuer};
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target)
-            } else {
-                std::fs::copy(entry.path(), target).map(|_| ()).unwrap()
-            }
-        }
-    }
     let root = std::env::temp_dir().join(format!("azfn-openapi-policy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    copy(&repo().join("examples/orders"), &root);
+    common::copy_app_root(&repo().join("examples/orders"), &root);
     std::fs::write(root.join("openapi/auth.json"), r#"{ "scopes": { "any": ["read:orders"] } }"#).unwrap();
     let issuer = TestIssuer::new();
     let app = TestApp::builder(&root).issuer(&issuer).build(orders::functions()).unwrap();

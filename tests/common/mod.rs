@@ -349,3 +349,17 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// Copies an app root's JSON files (host.json, each folder's function.json and auth.json)
+/// from `from` into `to`, for a test that edits its own copy.
+pub fn copy_app_root(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_app_root(&entry.path(), &target);
+        } else if entry.path().extension().is_some_and(|e| e == "json") {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
