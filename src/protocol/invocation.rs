@@ -615,35 +615,17 @@ fn text_of(bytes: &[u8]) -> Cow<'_, str> {
     std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
 }
 
-/// `text` as a JSON string, escaped as serde_json escapes (`\"`, `\\`, `\b`, `\f`, `\n`,
-/// `\r`, `\t`, other controls as `\u00xx`, nothing else): the runs between the bytes that
-/// need it, found by the envelope reader's search, are copied whole.
+/// `text` as a JSON string: copied whole when nothing in it needs escaping (the check is
+/// the envelope reader's search), else written by serde_json.
 fn json_string(out: &mut String, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    out.push('"');
-    let mut from = 0;
-    while let Some(at) = scan::special(bytes, from) {
-        // `at` is an ASCII byte, so both slices end on character boundaries.
-        out.push_str(&text[from..at]);
-        match bytes[at] {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            control => {
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(control >> 4)]));
-                out.push(char::from(HEX[usize::from(control & 0xf)]));
-            }
-        }
-        from = at + 1;
+    if scan::special(text.as_bytes(), 0).is_some() {
+        // A `str` always serializes.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
     }
-    out.push_str(&text[from..]);
-    out.push('"');
 }
 
 /// [`invocation_result`] for an HTTP function with no other outputs.
