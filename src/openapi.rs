@@ -114,9 +114,7 @@ fn token_scheme(issuer: Option<&IssuerConfig>, scopes: &[&str]) -> Value {
     let Some(issuer) = issuer else {
         return json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"});
     };
-    // A multi-tenant `{tenantid}` issuer is discovered where the handler reads it.
-    let base = issuer.issuer.replace(tenant::PLACEHOLDER, tenant::DISCOVERY_TENANT);
-    let base = base.trim_end_matches('/');
+    let base = issuer.issuer.trim_end_matches('/');
     let auth0 =
         matches!(&issuer.keys, KeySource::JwksUri(uri) if uri.host_str().is_some_and(|h| h.ends_with(".auth0.com")));
     if auth0 {
@@ -127,7 +125,8 @@ fn token_scheme(issuer: Option<&IssuerConfig>, scopes: &[&str]) -> Value {
             "flows": {"clientCredentials": {"tokenUrl": format!("{base}/oauth/token"), "scopes": scopes}}
         })
     } else {
-        json!({"type": "openIdConnect", "openIdConnectUrl": format!("{base}/.well-known/openid-configuration")})
+        // Where the handler itself reads it (a `{tenantid}` issuer's under `organizations`).
+        json!({"type": "openIdConnect", "openIdConnectUrl": tenant::discovery_url(&issuer.issuer)})
     }
 }
 

@@ -543,8 +543,7 @@ impl KeyStore {
         }
         // A `{tenantid}` issuer's metadata is served under the `organizations` tenant, and
         // names the template itself as its issuer (checked below, as for any issuer).
-        let base = self.issuer.replace(super::tenant::PLACEHOLDER, super::tenant::DISCOVERY_TENANT);
-        let url = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
+        let url = super::tenant::discovery_url(&self.issuer);
         let url = Url::parse(&url).map_err(|_| FetchError::Malformed("issuer URL"))?;
         let body = self.get(url).await?;
         let doc: Discovery = serde_json::from_slice(&body).map_err(|_| FetchError::Malformed("discovery document"))?;

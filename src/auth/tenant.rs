@@ -17,6 +17,14 @@ pub const PLACEHOLDER: &str = "{tenantid}";
 /// template issuer's metadata (and the key set all tenants share) under `organizations`.
 pub const DISCOVERY_TENANT: &str = "organizations";
 
+/// Where `issuer`'s OpenID Connect discovery document is: `<issuer>/.well-known/openid-configuration`,
+/// a `{tenantid}` issuer's under the [`DISCOVERY_TENANT`] (whose document names the template
+/// itself as its issuer).
+pub fn discovery_url(issuer: &str) -> String {
+    let base = issuer.replace(PLACEHOLDER, DISCOVERY_TENANT);
+    format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'))
+}
+
 /// Longest tenant id accepted (Entra's are 36-character GUIDs). Bounds the work and what a
 /// token can make the handler compare; a longer `tid` is simply not a tenant.
 pub const MAX_TENANT_ID_BYTES: usize = 64;
